@@ -1,0 +1,41 @@
+"""ml_lifecycle: notebook-to-production lifecycle for tabular ML.
+
+The public API is re-exported here and loaded lazily, so `import ml_lifecycle` is cheap and
+`ml-lifecycle --help` does not pay for MLflow or scikit-learn. The modules themselves are exported
+from the numbered notebooks in `nbs/`; this file is the only hand-written one.
+"""
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "errors": ["LifecycleError", "SettingsError", "DataError", "DataNotFound", "EmptyData", "UnreadableData",
+               "ContractError", "ContractInvalid", "ContractViolation", "TrainingError", "GateFailed",
+               "RegistryError", "ModelNotFound", "PipelineError", "PipelineSpecError", "StepFailed"],
+    "settings": ["Settings", "load_settings"],
+    "data": ["read_table", "write_table", "atomic_write_text", "split", "make_demo_data"],
+    "contracts": ["Contract", "load_contract", "save_contract", "infer_contract", "validate", "fingerprint"],
+    "features": ["FeatureSpec", "build_features"],
+    "training": ["train_model", "xy", "model_params"],
+    "evals": ["predict", "compute_metrics", "check_gates", "Verdict"],
+    "registry": ["register_model", "alias_version"],
+    "pipeline": ["load_pipeline", "run_pipeline"],
+    "scaffold": ["init_project"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+_MODULES = ("errors", "settings", "data", "contracts", "features", "training", "evals", "tracking", "registry",
+            "pipeline", "scaffold", "cli")
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    import importlib
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"ml_lifecycle.{_WHERE[name]}"), name)
+    if name in _MODULES:
+        return importlib.import_module(f"ml_lifecycle.{name}")
+    raise AttributeError(f"module 'ml_lifecycle' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*__all__, *_MODULES, "__version__"])

@@ -127,9 +127,9 @@ def make_demo_data(n: int = 6000, seed: int = 0, shift: dict[str, float] | None 
     tenure = rng.integers(0, 360, n)
     region = rng.choice(["north", "south", "east", "west"], n, p=[0.35, 0.3, 0.2, 0.15])
     employment = rng.choice(["salaried", "self_employed", "unemployed", "retired"], n, p=[0.62, 0.2, 0.08, 0.1])
-    logit = (-2.3 + 1.9 * (debt_ratio - 0.36) + 0.65 * late_payments - 0.6 * (np.log(income) - 10.6)
-             - 0.012 * (age - 45) - 0.002 * (tenure - 180) + 0.9 * (employment == "unemployed")
-             + 0.25 * (region == "south") + rng.normal(0, 0.6, n))
+    logit = (-2.6 + 3.2 * (debt_ratio - 0.36) + 0.9 * late_payments - 1.1 * (np.log(income) - 10.6)
+             - 0.02 * (age - 45) - 0.003 * (tenure - 180) + 1.3 * (employment == "unemployed")
+             + 0.4 * (region == "south") + rng.normal(0, 0.3, n))
     defaulted = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     df = pd.DataFrame({
         "customer_id": np.arange(100_000, 100_000 + n), "age": age, "income": income, "debt_ratio": debt_ratio,

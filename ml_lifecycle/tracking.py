@@ -21,7 +21,8 @@ from .contracts import Contract
 from .settings import Settings
 
 # %% auto #0
-__all__ = ['connect', 'start_run', 'end_run', 'log_params', 'log_metrics', 'log_dict', 'log_files', 'log_model', 'load_model']
+__all__ = ['connect', 'start_run', 'ensure_run', 'end_run', 'log_params', 'log_metrics', 'log_dict', 'log_files', 'log_model',
+           'load_model']
 
 # %% ../nbs/07_tracking.ipynb #c005
 def connect(settings: Settings) -> str:
@@ -42,6 +43,14 @@ def start_run(settings: Settings, name: str, tags: Mapping[str, str] | None = No
     exp_id = connect(settings)
     run = MlflowClient().create_run(exp_id, run_name=name, tags=dict(tags or {}))
     return run.info.run_id
+
+
+def ensure_run(settings: Settings, run_id: str, name: str) -> str:
+    """Use the pipeline's run if one was passed in; otherwise (a notebook run by hand) start a new one."""
+    if run_id:
+        connect(settings)
+        return run_id
+    return start_run(settings, name, {"ml_lifecycle.interactive": "true"})
 
 
 def end_run(run_id: str, status: str = "FINISHED") -> None:
