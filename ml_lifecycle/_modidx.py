@@ -58,7 +58,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ml_lifecycle.data.atomic_path': ('data.html#atomic_path', 'ml_lifecycle/data.py'),
                                    'ml_lifecycle.data.atomic_write_text': ('data.html#atomic_write_text', 'ml_lifecycle/data.py'),
                                    'ml_lifecycle.data.make_demo_data': ('data.html#make_demo_data', 'ml_lifecycle/data.py'),
-                                   'ml_lifecycle.data.read_columns': ('data.html#read_columns', 'ml_lifecycle/data.py'),
+                                   'ml_lifecycle.data.peek_table': ('data.html#peek_table', 'ml_lifecycle/data.py'),
                                    'ml_lifecycle.data.read_table': ('data.html#read_table', 'ml_lifecycle/data.py'),
                                    'ml_lifecycle.data.require_columns': ('data.html#require_columns', 'ml_lifecycle/data.py'),
                                    'ml_lifecycle.data.split': ('data.html#split', 'ml_lifecycle/data.py'),

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,13 +34,14 @@ def _progress(rec) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the project's pipeline end to end."""
     from ml_lifecycle.contracts import load_contract
-    from ml_lifecycle.data import read_columns, require_columns
+    from ml_lifecycle.data import peek_table, require_columns
     from ml_lifecycle.settings import load_settings
 
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's INFO chatter, here and in the kernels
     settings = load_settings(Path(args.project) / "settings.ini")
     contract = load_contract(settings.path(settings.data.contract))
     data_path = settings.path(settings.data.path)
-    require_columns(read_columns(data_path), [contract.target], str(data_path))
+    require_columns(list(peek_table(data_path).columns), [contract.target], str(data_path))
 
     from ml_lifecycle.pipeline import load_pipeline, run_pipeline
     pipeline = load_pipeline(settings.path(settings.project.pipelines_dir))

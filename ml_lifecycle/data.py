@@ -17,7 +17,7 @@ import pandas as pd
 from .errors import DataNotFound, EmptyData, UnreadableData
 
 # %% auto #0
-__all__ = ['READERS', 'atomic_path', 'atomic_write_text', 'read_table', 'read_columns', 'require_columns', 'write_table', 'split',
+__all__ = ['READERS', 'atomic_path', 'atomic_write_text', 'read_table', 'peek_table', 'require_columns', 'write_table', 'split',
            'make_demo_data']
 
 # %% ../nbs/02_data.ipynb #c005
@@ -74,19 +74,25 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def read_columns(path: str | os.PathLike) -> list[str]:
-    """Read only the column names of a data file (cheap: no rows are parsed)."""
+def peek_table(path: str | os.PathLike, rows: int = 5) -> pd.DataFrame:
+    """Read only the first rows of a data file: a cheap check that it is a non-empty table."""
     path = Path(path)
     _check_file(path)
     try:
         if path.suffix.lower() == ".csv":
-            return list(pd.read_csv(path, nrows=0).columns)
-        import pyarrow.parquet as pq
-        return list(pq.read_schema(path).names)
+            head = pd.read_csv(path, nrows=rows)
+        else:
+            import pyarrow.parquet as pq
+            pf = pq.ParquetFile(path)
+            head = next(pf.iter_batches(batch_size=rows), None)
+            head = head.to_pandas() if head is not None else pf.schema_arrow.empty_table().to_pandas()
     except pd.errors.EmptyDataError as exc:
         raise EmptyData(f"data file has no columns: {path}", path) from exc
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UnreadableData(f"cannot read {path}: {str(exc).strip().splitlines()[0]}", path) from exc
+    if len(head) == 0:
+        raise EmptyData(f"data file has a header but no rows: {path}", path)
+    return head
 
 
 def require_columns(columns: Sequence[str], needed: Sequence[str], where: str) -> None:

@@ -178,7 +178,8 @@ def _execute(step: Step, out_nb: Path, params: dict[str, Any], cwd: Path) -> Non
     from papermill.exceptions import PapermillExecutionError
     try:
         papermill.execute_notebook(str(step.notebook), str(out_nb), parameters=params, cwd=str(cwd),
-                                   kernel_name="python3", progress_bar=False, log_output=False)
+                                   kernel_name="python3", progress_bar=False, log_output=False,
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except PapermillExecutionError as exc:
         evalue = str(exc.evalue).strip().splitlines()[0] if str(exc.evalue).strip() else ""
         raise StepFailed(step.name, f"{exc.ename}: {evalue}", exc.cell_index, out_nb) from None

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""One entry point for the README's two commands (needs only Python 3.11 and pip).
+
+    python3 dev.py demo   # install into .venv, then run the pipeline on the demo data
+    python3 dev.py test   # install into .venv (with test tools), then run every check and test
+
+`test` runs, in order: nbdev-export must change nothing, notebooks must be clean (nbdev-clean changes
+nothing), ruff on the package, nbdev-test on nbs/, and pytest on tests/ (slow end-to-end tests included).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+
+
+def say(msg: str) -> None:
+    print(f"\n==> {msg}", flush=True)
+
+
+def sh(*cmd: str | os.PathLike, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], cwd=kw.pop("cwd", ROOT), check=check, **kw)
+
+
+def python311() -> str:
+    """A Python 3.11 interpreter: this one, or python3.11 on PATH."""
+    if sys.version_info[:2] == (3, 11):
+        return sys.executable
+    found = shutil.which("python3.11")
+    if found:
+        return found
+    sys.exit(f"error: ml_lifecycle needs Python 3.11; this is {sys.version.split()[0]} and no python3.11 is on PATH")
+
+
+def install(extras: str) -> None:
+    """Create .venv and install the project with `extras`, unless pyproject.toml is unchanged since last time."""
+    if not (BIN / "python").exists():
+        say("creating .venv")
+        sh(python311(), "-m", "venv", VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()[:16]
+    stamp = VENV / f".installed-{digest}"
+    if stamp.exists():
+        return
+    say(f"installing ml_lifecycle[{extras}] into .venv (first time: a few minutes)")
+    sh(BIN / "python", "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", f".[{extras}]")
+    for old in VENV.glob(".installed-*"):
+        old.unlink()
+    stamp.touch()
+
+
+def snapshot(*dirs: str) -> dict[str, str]:
+    """Content hash of every file under `dirs`, to tell whether a tool changed anything."""
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for d in dirs for p in sorted((ROOT / d).rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+def unchanged(before: dict[str, str], after: dict[str, str], what: str, fix: str) -> bool:
+    """Report the files a tool changed; True if none."""
+    diff = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    for path in diff:
+        print(f"  changed: {Path(path).relative_to(ROOT)}")
+    if diff:
+        print(f"error: {what} changed {len(diff)} file(s): {fix}")
+    return not diff
+
+
+def demo() -> int:
+    install("test")
+    say("running the pipeline on the demo data: ml-lifecycle run")
+    return sh(BIN / "ml-lifecycle", "run", check=False).returncode
+
+
+def test() -> int:
+    install("test")
+    say("nbdev-export must not change the library")
+    before = snapshot("ml_lifecycle", "nbs")
+    sh(BIN / "nbdev-export")
+    if not unchanged(before, snapshot("ml_lifecycle", "nbs"), "nbdev-export",
+                     "edit nbs/*.ipynb, run nbdev-export and commit both"):
+        return 1
+    say("notebooks must be committed clean (nbdev-clean)")
+    before = snapshot("nbs", "pipelines")
+    sh(BIN / "nbdev-clean")
+    sh(BIN / "nbdev-clean", "--fname", "pipelines")
+    if not unchanged(before, snapshot("nbs", "pipelines"), "nbdev-clean", "run nbdev-clean and commit the result"):
+        return 1
+    say("ruff on the package")
+    if sh(BIN / "ruff", "check", "ml_lifecycle", check=False).returncode:
+        return 1
+    say("nbdev-test on nbs/")
+    if sh(BIN / "nbdev-test", check=False).returncode:
+        return 1
+    say("pytest on tests/ (slow end-to-end tests included)")
+    return sh(BIN / "pytest", "tests", check=False).returncode
+
+
+def main(argv: list[str]) -> int:
+    commands = {"demo": demo, "test": test, "install": lambda: install("test") or 0}
+    if len(argv) != 1 or argv[0] not in commands:
+        print(__doc__)
+        return 2
+    return commands[argv[0]]()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,36 @@
+"""Shared helpers: run the real `ml-lifecycle` command, copy the demo project into a temp folder."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = Path(sys.executable).parent / "ml-lifecycle"
+
+
+def cli(*args: str | os.PathLike, cwd: Path | None = None, env: dict[str, str] | None = None,
+        timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `ml-lifecycle ARGS` as a user would, returning the completed process (text output)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ML_LIFECYCLE_")}
+    full_env.update(env or {})
+    return subprocess.run([str(CLI), *map(str, args)], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def copy_demo_project(dest: Path) -> Path:
+    """Copy the repo's demo project (settings, contract, data, pipelines) to `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "settings.ini", dest / "settings.ini")
+    for d in ("contracts", "data", "pipelines"):
+        shutil.copytree(REPO / d, dest / d, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    return dest
+
+
+@pytest.fixture
+def demo_project(tmp_path: Path) -> Path:
+    return copy_demo_project(tmp_path / "demo")

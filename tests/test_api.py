@@ -1,0 +1,44 @@
+"""The public surface is small, pinned, cheap to import, and every module comes from a notebook."""
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_lifecycle
+
+PKG = Path(ml_lifecycle.__file__).parent
+NBS = PKG.parent / "nbs"
+
+PUBLIC = [
+    "Contract", "ContractError", "ContractInvalid", "ContractViolation", "DataError", "DataNotFound", "EmptyData",
+    "FeatureSpec", "GateFailed", "LifecycleError", "ModelNotFound", "PipelineError", "PipelineSpecError",
+    "RegistryError", "Settings", "SettingsError", "StepFailed", "TrainingError", "UnreadableData", "Verdict",
+    "alias_version", "atomic_write_text", "build_features", "check_gates", "compute_metrics", "fingerprint",
+    "infer_contract", "init_project", "load_contract", "load_pipeline", "load_settings", "make_demo_data",
+    "model_params", "predict", "read_table", "register_model", "run_pipeline", "save_contract", "split",
+    "train_model", "validate", "write_table", "xy",
+]
+
+
+def test_public_names_are_pinned():
+    assert ml_lifecycle.__all__ == sorted(PUBLIC)
+
+
+def test_every_public_name_resolves_to_its_module():
+    for name in PUBLIC:
+        obj = getattr(ml_lifecycle, name)
+        assert obj.__module__.startswith("ml_lifecycle."), name
+
+
+def test_import_is_cheap():
+    code = "import sys, ml_lifecycle; print(sorted(m for m in ('mlflow', 'sklearn', 'papermill', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_every_module_is_exported_from_a_numbered_notebook():
+    notebooks = {p.stem.split("_", 1)[1]: p for p in NBS.glob("[0-9][0-9]_*.ipynb")}
+    modules = [p for p in PKG.glob("*.py") if p.name not in ("__init__.py", "_modidx.py")]
+    assert modules
+    for mod in modules:
+        assert mod.stem in notebooks, f"{mod.name} has no notebook in nbs/"
+        assert f"File to edit: ../nbs/{notebooks[mod.stem].name}" in mod.read_text(), mod.name

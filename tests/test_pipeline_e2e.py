@@ -1,0 +1,206 @@
+"""End to end, as a user runs it: real papermill kernels, a real MLflow sqlite store and registry."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from conftest import cli, copy_demo_project
+
+pytestmark = pytest.mark.slow
+
+
+def client_for(project: Path) -> MlflowClient:
+    uri = f"sqlite:///{project.resolve()}/mlflow.db"
+    return MlflowClient(uri, uri)
+
+
+def only_run_dir(project: Path, index: int = -1) -> Path:
+    return sorted((project / "runs").iterdir())[index]
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory):
+    """The demo pipeline run twice: once as shipped, once with an impossible gate set from the environment."""
+    project = copy_demo_project(tmp_path_factory.mktemp("e2e") / "demo")
+    first = cli("run", cwd=project)
+    second = cli("run", cwd=project, env={"ML_LIFECYCLE_GATES__MIN_ROC_AUC": "0.99"})
+    return project, first, second
+
+
+def test_demo_run_registers_a_champion(demo_runs):
+    project, first, _ = demo_runs
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "registered demo_model version 1 as challenger, champion (gates passed)" in first.stdout
+    run_dir = only_run_dir(project, 0)
+    names = sorted(p.name for p in run_dir.glob("*.ipynb"))
+    assert names == ["01_validate.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_register.ipynb"]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "done" and [s["status"] for s in record["steps"]] == ["done"] * 4
+    # each executed notebook carries the injected parameters and its outputs
+    nb = nbformat.read(run_dir / "03_evaluate.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+    client = client_for(project)
+    mv = client.get_model_version_by_alias("demo_model", "champion")
+    assert str(mv.version) == "1"  # the second run (next test) moved challenger on to version 2
+    reg = json.loads((run_dir / "register" / "registration.json").read_text())
+    assert reg == {"name": "demo_model", "version": "1", "aliases": ["challenger", "champion"], "champion": True}
+    assert mv.tags["gates.passed"] == "true"
+    run = client.get_run(record["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert len(run.data.params["data.fingerprint"]) == 16 and run.data.params["contract.name"] == "credit_default"
+    assert run.data.metrics["test.roc_auc"] >= 0.75
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "notebooks")}
+    assert artifacts == {f"notebooks/{n}" for n in names}
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "contract")} == {"contract/contract.yaml"}
+    import mlflow
+    mlflow.set_tracking_uri(f"sqlite:///{project.resolve()}/mlflow.db")
+    info = mlflow.models.get_model_info(json.loads((run_dir / "train" / "model.json").read_text())["model_uri"])
+    assert {c["name"] for c in info.signature.inputs.to_dict()} >= {"age", "income", "region"}
+
+
+def test_env_override_gate_keeps_the_champion(demo_runs):
+    project, _, second = demo_runs
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "registered demo_model version 2 as challenger (gates failed: champion unchanged)" in second.stdout
+    client = client_for(project)
+    assert str(client.get_model_version_by_alias("demo_model", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("demo_model", "challenger").version) == "2"
+    verdict = json.loads((only_run_dir(project) / "evaluate" / "evaluation.json").read_text())["verdict"]
+    assert [r["gate"] for r in verdict["results"] if not r["passed"]] == ["roc_auc >= 0.99"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_ui_shows_the_runs(demo_runs):
+    project, *_ = demo_runs
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    proc = subprocess.Popen([str(mlflow_bin), "ui", "--backend-store-uri", f"sqlite:///{project}/mlflow.db",
+                             "--host", "127.0.0.1", "--port", str(port)], cwd=project,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        with urllib.request.urlopen(f"{base}/", timeout=10) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+        req = urllib.request.Request(f"{base}/api/2.0/mlflow/experiments/search", method="POST",
+                                     data=json.dumps({"max_results": 10}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        exps = json.loads(urllib.request.urlopen(req, timeout=10).read())["experiments"]
+        exp_id = next(e["experiment_id"] for e in exps if e["name"] == "demo")
+        req = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", method="POST",
+                                     data=json.dumps({"experiment_ids": [exp_id]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        runs = json.loads(urllib.request.urlopen(req, timeout=10).read())["runs"]
+        assert len(runs) == 2 and {r["info"]["status"] for r in runs} == {"FINISHED"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_contract_violation_stops_at_validate(demo_project):
+    path = demo_project / "data" / "demo.csv"
+    df = pd.read_csv(path)
+    df.loc[[3, 10, 20], "age"] = 5
+    df.loc[[7, 8], "region"] = "mars"
+    df.to_csv(path, index=False)
+
+    r = cli("run", cwd=demo_project)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert err[0].startswith("error: step 'validate', cell ") and "ContractViolation" in err[0]
+    assert "age: min >= 18 (3 rows)" in err[0] and "region: allowed" in err[0] and "(2 rows)" in err[0]
+    assert "validate   FAILED" in r.stdout and "train" not in r.stdout
+
+    run_dir = only_run_dir(demo_project)
+    assert sorted(p.name for p in run_dir.glob("*.ipynb")) == ["01_validate.ipynb"]
+    nb = nbformat.read(run_dir / "01_validate.ipynb", as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert [e.ename for e in errors] == ["ContractViolation"]
+    report = json.loads((run_dir / "validate" / "validation.json").read_text())
+    assert {(v["column"], v["rule"].split()[0]) for v in report["violations"]} == {("age", "min"), ("region", "allowed")}
+    assert not (run_dir / "validate" / "train.parquet").exists()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+
+    client = client_for(demo_project)
+    assert client.search_registered_models() == []
+    run = client.search_runs([client.get_experiment_by_name("demo").experiment_id])[0]
+    assert run.info.status == "FAILED"
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "notebooks")} == {"notebooks/01_validate.ipynb"}
+
+
+# --- the user's own data: binary (string labels), multiclass and regression ---------------------------------
+
+def _binary(rng, n):
+    tenure = rng.integers(1, 72, n)
+    charges = rng.uniform(20, 120, n).round(2)
+    plan = rng.choice(["monthly", "yearly", "two_year"], n)
+    support = rng.choice([True, False], n)
+    logit = 1.5 - 0.05 * tenure + 0.02 * charges + 1.2 * (plan == "monthly") - 0.8 * support
+    churn = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    return pd.DataFrame({"account": [f"A{i:05d}" for i in range(n)], "tenure": tenure, "charges": charges,
+                         "plan": plan, "support": support, "churn": churn}), "churn", "binary", ".csv"
+
+
+def _multiclass(rng, n):
+    x1, x2 = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    soil = rng.choice(["clay", "sand", "loam"], n)
+    score = x1 + 0.8 * x2 + 0.7 * (soil == "loam") + rng.normal(0, 0.4, n)
+    label = np.select([score < -0.6, score < 0.6], ["low", "medium"], "high")
+    x1[rng.random(n) < 0.05] = np.nan
+    return pd.DataFrame({"x1": x1, "x2": x2, "soil": soil, "grade": label}), "grade", "multiclass", ".csv"
+
+
+def _regression(rng, n):
+    sqm = rng.uniform(30, 250, n)
+    rooms = rng.integers(1, 8, n)
+    city = rng.choice(["north", "centre", "south"], n)
+    price = 1500 * sqm + 8000 * rooms + 60000 * (city == "centre") + rng.normal(0, 20000, n)
+    return pd.DataFrame({"sqm": sqm, "rooms": rooms, "city": city, "price": price}), "price", "regression", ".parquet"
+
+
+@pytest.mark.parametrize("make", [_binary, _multiclass, _regression], ids=["binary", "multiclass", "regression"])
+def test_init_and_run_on_user_data(tmp_path, make):
+    df, target, task, suffix = make(np.random.default_rng(3), 1500)
+    data = tmp_path / f"user_table{suffix}"
+    df.to_csv(data, index=False) if suffix == ".csv" else df.to_parquet(data, index=False)
+
+    r = cli("init", tmp_path / "proj", "--data", data, "--target", target)
+    assert r.returncode == 0, r.stderr
+    proj = tmp_path / "proj"
+    assert f"task: {task}" in (proj / "contracts" / "user_table.yaml").read_text()
+
+    r = cli("run", "--project", proj)
+    assert r.returncode == 0, r.stdout + r.stderr
+    reg = json.loads((only_run_dir(proj) / "register" / "registration.json").read_text())
+    assert reg == {"name": "user_table_model", "version": "1", "aliases": ["challenger", "champion"], "champion": True}
+    assert str(client_for(proj).get_model_version_by_alias("user_table_model", "champion").version) == "1"
