@@ -91,8 +91,9 @@ def test() -> int:
     sh(BIN / "nbdev-clean", "--fname", "pipelines")
     if not unchanged(before, snapshot("nbs", "pipelines"), "nbdev-clean", "run nbdev-clean and commit the result"):
         return 1
-    say("ruff on the package")
-    if sh(BIN / "ruff", "check", "ml_lifecycle", check=False).returncode:
+    say("ruff on the package, notebooks, tests and benchmarks")
+    if sh(BIN / "ruff", "check", "ml_lifecycle", "nbs", "pipelines", "tests", "benchmarks", "dev.py",
+          check=False).returncode:
         return 1
     say("nbdev-test on nbs/")
     if sh(BIN / "nbdev-test", check=False).returncode:

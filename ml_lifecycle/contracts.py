@@ -10,12 +10,11 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -228,7 +227,7 @@ def _examples(df: pd.DataFrame, mask: pd.Series, column: str) -> tuple:
     rows = mask.to_numpy().nonzero()[0][:5]
     vals = df[column].iloc[rows] if column in df else [None] * len(rows)
     return tuple({"row": int(r), "value": (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)}
-                 for r, v in zip(rows, vals))
+                 for r, v in zip(rows, vals, strict=True))
 
 
 def _column_masks(s: pd.Series, spec: ColumnSpec) -> list[tuple[str, pd.Series]]:

@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from .errors import SettingsError
-from .settings import METRICS, Gate
+from .settings import Gate
 
 # %% auto #0
 __all__ = ['Predictions', 'predict', 'compute_metrics', 'GateResult', 'Verdict', 'check_gates']
@@ -95,7 +95,7 @@ class Verdict:
         return {"passed": self.passed, "results": [asdict(r) for r in self.results]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Verdict":
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
         return cls(tuple(GateResult(**r) for r in d["results"]))
 
 

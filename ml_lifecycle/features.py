@@ -33,7 +33,7 @@ class FeatureSpec:
     drop: tuple[str, ...] = ()
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "FeatureSpec":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> FeatureSpec:
         """Build a spec from plain data (e.g. a YAML section), rejecting unknown keys."""
         d = dict(d or {})
         known = {f.name for f in fields(cls)}

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ class RunRecord:
     mlflow_run_id: str | None
     status: str = "running"
     steps: list[StepRecord] = field(default_factory=list)
-    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     seconds: float | None = None
 
     def write(self) -> Path:
@@ -198,13 +198,13 @@ def run_pipeline(settings: Settings, pipeline: Pipeline, on_event: Callable[[Ste
     record.steps = [StepRecord(s.name, str(run_dir / f"{i:02d}_{s.name}.ipynb")) for i, s in enumerate(pipeline.steps, 1)]
     t_run = time.perf_counter()
     try:
-        for step, rec in zip(pipeline.steps, record.steps):
+        for step, rec in zip(pipeline.steps, record.steps, strict=True):
             rec.products = {k: str(run_dir / step.name / v) for k, v in step.products.items()}
             upstream = {k: str(run_dir / v) for k, v in pipeline.upstream_products(step).items()
                         if not step.declared or k in step.declared}
             params = {"settings_path": str(snapshot), "mlflow_run_id": mlflow_run_id or "", **rec.products, **upstream}
             (run_dir / step.name).mkdir(exist_ok=True)
-            rec.status, rec.started = "running", datetime.now(timezone.utc).isoformat(timespec="seconds")
+            rec.status, rec.started = "running", datetime.now(UTC).isoformat(timespec="seconds")
             on_event and on_event(rec)
             t0 = time.perf_counter()
             try:

@@ -5,7 +5,7 @@
 # %% ../nbs/07_tracking.ipynb #c003
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,7 +16,6 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-import ml_lifecycle
 from .contracts import Contract
 from .settings import Settings
 
@@ -64,6 +63,11 @@ def _requirements() -> list[str]:
     return [f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")]
 
 
+def _package_dir() -> str:
+    """The installed ml_lifecycle package folder, shipped with each model for its feature code."""
+    return importlib.util.find_spec("ml_lifecycle").submodule_search_locations[0]
+
+
 def log_params(run_id: str, params: Mapping[str, Any]) -> None:
     """Log many params in one batch call."""
     from mlflow.entities import Param
@@ -73,6 +77,7 @@ def log_params(run_id: str, params: Mapping[str, Any]) -> None:
 def log_metrics(run_id: str, metrics: Mapping[str, float], prefix: str = "") -> None:
     """Log many metrics in one batch call (1000 separate calls take ~8 s)."""
     import time
+
     from mlflow.entities import Metric
     now = int(time.time() * 1000)
     MlflowClient().log_batch(run_id, metrics=[Metric(prefix + k, float(v), now, 0) for k, v in metrics.items()])
@@ -100,7 +105,7 @@ def log_model(run_id: str, model: Any, X_sample: pd.DataFrame, contract: Contrac
     with mlflow.start_run(run_id=run_id):
         info = mlflow.sklearn.log_model(
             model, name="model", signature=signature, pip_requirements=_requirements(),
-            serialization_format="cloudpickle", code_paths=[str(Path(ml_lifecycle.__file__).parent)],
+            serialization_format="cloudpickle", code_paths=[_package_dir()],
             pyfunc_predict_fn="predict_proba" if classifier else "predict", tags=dict(tags or {}))
     log_dict(run_id, contract.to_dict(), "contract/contract.yaml")
     return {"run_id": run_id, "model_uri": info.model_uri, "model_id": info.model_id}

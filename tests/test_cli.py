@@ -1,7 +1,6 @@
 """The command line as a user types it: help everywhere, and one-line errors for bad input."""
 import pandas as pd
 import pytest
-
 from conftest import cli
 
 

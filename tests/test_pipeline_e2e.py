@@ -15,9 +15,8 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
-
 from conftest import cli, copy_demo_project
+from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
 
