@@ -23,7 +23,7 @@ _EXPORTS = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 _MODULES = ("errors", "settings", "data", "contracts", "features", "training", "evals", "tracking", "registry",
-            "pipeline", "scaffold", "cli")
+            "pipeline", "scaffold", "serving", "packaging", "cli")
 
 __all__ = [
     "Contract",

@@ -34,3 +34,12 @@ def copy_demo_project(dest: Path) -> Path:
 @pytest.fixture
 def demo_project(tmp_path: Path) -> Path:
     return copy_demo_project(tmp_path / "demo")
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory):
+    """The demo pipeline run twice: once as shipped, once with an impossible gate set from the environment."""
+    project = copy_demo_project(tmp_path_factory.mktemp("e2e") / "demo")
+    first = cli("run", cwd=project)
+    second = cli("run", cwd=project, env={"ML_LIFECYCLE_GATES__MIN_ROC_AUC": "0.99"})
+    return project, first, second

@@ -15,7 +15,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import cli, copy_demo_project
+from conftest import cli
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -28,15 +28,6 @@ def client_for(project: Path) -> MlflowClient:
 
 def only_run_dir(project: Path, index: int = -1) -> Path:
     return sorted((project / "runs").iterdir())[index]
-
-
-@pytest.fixture(scope="module")
-def demo_runs(tmp_path_factory):
-    """The demo pipeline run twice: once as shipped, once with an impossible gate set from the environment."""
-    project = copy_demo_project(tmp_path_factory.mktemp("e2e") / "demo")
-    first = cli("run", cwd=project)
-    second = cli("run", cwd=project, env={"ML_LIFECYCLE_GATES__MIN_ROC_AUC": "0.99"})
-    return project, first, second
 
 
 def test_demo_run_registers_a_champion(demo_runs):
