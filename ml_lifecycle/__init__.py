@@ -12,18 +12,20 @@ _EXPORTS = {
                "ContractError", "ContractInvalid", "ContractViolation", "TrainingError", "GateFailed",
                "RegistryError", "ModelNotFound", "PipelineError", "PipelineSpecError", "StepFailed"],
     "settings": ["Settings", "load_settings"],
-    "data": ["read_table", "write_table", "atomic_write_text", "split", "make_demo_data"],
+    "files": ["atomic_write_text"],
+    "data": ["read_table", "write_table", "split", "make_demo_data"],
     "contracts": ["Contract", "load_contract", "save_contract", "infer_contract", "validate", "fingerprint"],
     "features": ["FeatureSpec", "build_features"],
     "training": ["train_model", "xy", "model_params"],
     "evals": ["predict", "compute_metrics", "check_gates", "Verdict"],
     "registry": ["register_model", "alias_version"],
-    "pipeline": ["load_pipeline", "run_pipeline"],
+    "pipeline": ["load_pipeline"],
+    "runner": ["run_pipeline"],
     "scaffold": ["init_project"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_MODULES = ("errors", "settings", "data", "contracts", "features", "training", "evals", "tracking", "registry",
-            "pipeline", "scaffold", "serving", "packaging", "cli")
+_MODULES = ("errors", "settings", "files", "data", "contracts", "features", "training", "evals", "tracking", "registry",
+            "pipeline", "kernels", "runner", "scaffold", "serving", "packaging", "cli")
 
 __all__ = [
     "Contract",

@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import LifecycleError
 
 # %% auto #0
-__all__ = ['cmd_run', 'cmd_init', 'cmd_demo_data', 'build_parser', 'main']
+__all__ = ['cmd_run', 'check_table', 'cmd_init', 'cmd_demo_data', 'build_parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #c005
 def _say(*parts: object) -> None:
@@ -25,6 +25,8 @@ def _progress(rec) -> None:
     """Print one line per step event."""
     if rec.status == "running":
         _say(f"  {rec.name:<10} running ...")
+    elif rec.status == "cached":
+        _say(f"  {rec.name:<10} cached   inputs unchanged since run {Path(rec.source_run or '?').name}")
     elif rec.status == "done":
         _say(f"  {rec.name:<10} done     {rec.seconds:6.1f}s")
     elif rec.status == "failed":
@@ -32,34 +34,44 @@ def _progress(rec) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the project's pipeline end to end."""
+    """Run the project's pipeline, re-running only the steps whose inputs changed."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's INFO chatter, here and in the kernels
     from ml_lifecycle.contracts import load_contract
-    from ml_lifecycle.data import peek_table, require_columns
+    from ml_lifecycle.pipeline import load_pipeline
+    from ml_lifecycle.runner import run_pipeline
     from ml_lifecycle.settings import load_settings
 
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's INFO chatter, here and in the kernels
     settings = load_settings(Path(args.project) / "settings.ini")
     contract = load_contract(settings.path(settings.data.contract))
     data_path = settings.path(settings.data.path)
-    require_columns(list(peek_table(data_path).columns), [contract.target], str(data_path))
-
-    from ml_lifecycle.pipeline import load_pipeline, run_pipeline
+    check_table(data_path, [contract.target])
     pipeline = load_pipeline(settings.path(settings.project.pipelines_dir))
     _say(f"ml-lifecycle run: {settings.project.name}, {len(pipeline.steps)} steps, data {data_path}")
-    record = run_pipeline(settings, pipeline, on_event=_progress)
-    _summary(settings, record)
+    record = run_pipeline(settings, pipeline, force=args.force, from_step=args.from_step, only=args.only,
+                          on_event=_progress)
+    _summary(record)
     return 0
 
 
-def _summary(settings, record) -> None:
+def check_table(path: Path, columns: list[str]) -> None:
+    """Cheap pre-flight check of a data file (exists, not empty, has the columns), before any kernel starts."""
+    from ml_lifecycle.data import peek_table, require_columns
+    require_columns(list(peek_table(path).columns), columns, str(path))
+
+
+def _summary(record) -> None:
     import json
-    reg = json.loads(Path(record.steps[-1].products.get("registration", "")).read_text()) \
-        if record.steps and "registration" in record.steps[-1].products else None
-    _say(f"run folder: {record.run_dir}  ({record.seconds:.1f}s)")
-    if reg:
+    reg = next((Path(r.products["registration"]) for r in record.steps if "registration" in r.products), None)
+    done, cached = record.count("done"), record.count("cached")
+    _say(f"run folder: {record.run_dir}  ({record.seconds:.1f}s; {done} executed, {cached} cached)")
+    if reg is not None and record.step("register").status == "done":
+        reg = json.loads(reg.read_text())
         verdict = "gates passed" if reg["champion"] else "gates failed: champion unchanged"
         _say(f"registered {reg['name']} version {reg['version']} as {', '.join(reg['aliases'])} ({verdict})")
-    _say(f"see runs with: mlflow ui --backend-store-uri {settings.tracking_uri}")
+    elif done == 0:
+        _say("nothing changed since the last run: no step executed")
+    if record.mlflow_run_id:
+        _say(f"MLflow run {record.mlflow_run_id}; see it with: mlflow ui --backend-store-uri {record.tracking_uri}")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -86,9 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the pipeline (validate, train, evaluate, register) with papermill",
-                         description="Execute the pipeline's step notebooks in order, keep every executed notebook "
-                                     "in a run folder and log them to MLflow.")
+                         description="Execute the pipeline's step notebooks, skipping steps whose inputs (notebook, "
+                                     "parameters, upstream products, package code, settings) are unchanged; keep "
+                                     "every executed notebook in a run folder and log them to MLflow.")
     run.add_argument("--project", default=".", metavar="DIR", help="project folder holding settings.ini (default: .)")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--force", action="store_true", help="re-run every step, ignoring cached results")
+    which.add_argument("--from", dest="from_step", metavar="STEP", help="re-run STEP and every step below it")
+    which.add_argument("--only", metavar="STEP",
+                       help="run only STEP, using the cached products of the steps above it")
     run.set_defaults(func=cmd_run)
 
     init = sub.add_parser("init", help="scaffold a new project around a data file",
@@ -122,3 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
+
+# %% ../nbs/99_cli.ipynb #c011
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,9 +18,9 @@ from types import MappingProxyType
 from .errors import SettingsError
 
 # %% auto #0
-__all__ = ['TASKS', 'METRICS', 'ENV_PREFIX', 'ProjectSettings', 'DataSettings', 'TrackingSettings', 'RegistrySettings',
-           'TrainingSettings', 'Gate', 'GateSettings', 'ServingSettings', 'MonitoringSettings', 'Settings',
-           'settings_from_raw', 'load_settings', 'save_snapshot']
+__all__ = ['TASKS', 'METRICS', 'SECTIONS', 'ENV_PREFIX', 'ProjectSettings', 'DataSettings', 'TrackingSettings',
+           'RegistrySettings', 'TrainingSettings', 'Gate', 'GateSettings', 'ServingSettings', 'PipelineSettings',
+           'MonitoringSettings', 'Settings', 'settings_from_raw', 'load_settings', 'save_snapshot']
 
 # %% ../nbs/01_settings.ipynb #c005
 TASKS = ("binary", "multiclass", "regression")
@@ -106,6 +106,16 @@ class ServingSettings:
 
 
 @dataclass(frozen=True)
+class PipelineSettings:
+    """How the pipeline engine runs steps: preloaded modules, parallelism, and where sweeps fan out."""
+    preload: tuple[str, ...] = ("pandas", "sklearn", "mlflow", "ml_lifecycle")
+    max_parallel: int = 2
+    lookahead: int = 1
+    dask_scheduler: str = ""
+    dask_workers: int = 2
+
+
+@dataclass(frozen=True)
 class MonitoringSettings:
     """Where predictions are logged, and the drift alert thresholds."""
     prediction_log: Path = Path("logs/predictions.jsonl")
@@ -116,8 +126,9 @@ class MonitoringSettings:
 _SECTIONS: dict[str, type] = {
     "project": ProjectSettings, "data": DataSettings, "tracking": TrackingSettings,
     "registry": RegistrySettings, "training": TrainingSettings, "gates": GateSettings,
-    "serving": ServingSettings, "monitoring": MonitoringSettings,
+    "serving": ServingSettings, "monitoring": MonitoringSettings, "pipeline": PipelineSettings,
 }
+SECTIONS = tuple(_SECTIONS)
 ENV_PREFIX = "ML_LIFECYCLE_"
 
 
@@ -133,6 +144,7 @@ class Settings:
     gates: GateSettings
     serving: ServingSettings
     monitoring: MonitoringSettings
+    pipeline: PipelineSettings
     raw: Mapping[str, Mapping[str, str]] = field(repr=False, compare=False, default_factory=dict)
 
     def path(self, p: Path) -> Path:
@@ -170,6 +182,8 @@ def _parse_value(section: str, key: str, value: str, typ: typing.Any) -> typing.
             if not value.strip():
                 raise ValueError("empty path")
             return Path(value.strip())
+        if typing.get_origin(typ) is tuple:
+            return tuple(v.strip() for v in value.split(",") if v.strip())
         if typing.get_origin(typ) in (Mapping, dict) or typ is Mapping:
             out = json.loads(value) if value.strip() else {}
             if not isinstance(out, dict):

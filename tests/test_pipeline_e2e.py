@@ -27,7 +27,13 @@ def client_for(project: Path) -> MlflowClient:
 
 
 def only_run_dir(project: Path, index: int = -1) -> Path:
-    return sorted((project / "runs").iterdir())[index]
+    return sorted((project / "runs").glob("2*"))[index]
+
+
+def product(run_dir: Path, step: str, name: str) -> Path:
+    """Where a run's record says a step's product is (the cache for finished steps)."""
+    record = json.loads((run_dir / "run.json").read_text())
+    return Path(next(s for s in record["steps"] if s["name"] == step)["products"][name])
 
 
 def test_demo_run_registers_a_champion(demo_runs):
@@ -47,7 +53,7 @@ def test_demo_run_registers_a_champion(demo_runs):
     client = client_for(project)
     mv = client.get_model_version_by_alias("demo_model", "champion")
     assert str(mv.version) == "1"  # the second run (next test) moved challenger on to version 2
-    reg = json.loads((run_dir / "register" / "registration.json").read_text())
+    reg = json.loads(product(run_dir, "register", "registration").read_text())
     assert reg == {"name": "demo_model", "version": "1", "aliases": ["challenger", "champion"], "champion": True}
     assert mv.tags["gates.passed"] == "true"
     run = client.get_run(record["mlflow_run_id"])
@@ -59,7 +65,7 @@ def test_demo_run_registers_a_champion(demo_runs):
     assert {a.path for a in client.list_artifacts(run.info.run_id, "contract")} == {"contract/contract.yaml"}
     import mlflow
     mlflow.set_tracking_uri(f"sqlite:///{project.resolve()}/mlflow.db")
-    info = mlflow.models.get_model_info(json.loads((run_dir / "train" / "model.json").read_text())["model_uri"])
+    info = mlflow.models.get_model_info(json.loads(product(run_dir, "train", "model_info").read_text())["model_uri"])
     assert {c["name"] for c in info.signature.inputs.to_dict()} >= {"age", "income", "region"}
 
 
@@ -70,7 +76,11 @@ def test_env_override_gate_keeps_the_champion(demo_runs):
     client = client_for(project)
     assert str(client.get_model_version_by_alias("demo_model", "champion").version) == "1"
     assert str(client.get_model_version_by_alias("demo_model", "challenger").version) == "2"
-    verdict = json.loads((only_run_dir(project) / "evaluate" / "evaluation.json").read_text())["verdict"]
+    run_dir = only_run_dir(project)
+    verdict = json.loads(product(run_dir, "evaluate", "evaluation").read_text())["verdict"]
+    # only the gates changed: the steps that do not read [gates] were not executed again
+    steps = json.loads((run_dir / "run.json").read_text())["steps"]
+    assert [st["status"] for st in steps] == ["cached", "cached", "done", "done"]
     assert [r["gate"] for r in verdict["results"] if not r["passed"]] == ["roc_auc >= 0.99"]
 
 
@@ -129,14 +139,14 @@ def test_contract_violation_stops_at_validate(demo_project):
     assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr
     assert err[0].startswith("error: step 'validate', cell ") and "ContractViolation" in err[0]
     assert "age: min >= 18 (3 rows)" in err[0] and "region: allowed" in err[0] and "(2 rows)" in err[0]
-    assert "validate   FAILED" in r.stdout and "train" not in r.stdout
+    assert "validate   FAILED" in r.stdout and "train " not in r.stdout
 
     run_dir = only_run_dir(demo_project)
     assert sorted(p.name for p in run_dir.glob("*.ipynb")) == ["01_validate.ipynb"]
     nb = nbformat.read(run_dir / "01_validate.ipynb", as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert [e.ename for e in errors] == ["ContractViolation"]
-    report = json.loads((run_dir / "validate" / "validation.json").read_text())
+    report = json.loads(product(run_dir, "validate", "validation_report").read_text())
     assert {(v["column"], v["rule"].split()[0]) for v in report["violations"]} == {("age", "min"), ("region", "allowed")}
     assert not (run_dir / "validate" / "train.parquet").exists()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
@@ -191,6 +201,6 @@ def test_init_and_run_on_user_data(tmp_path, make):
 
     r = cli("run", "--project", proj)
     assert r.returncode == 0, r.stdout + r.stderr
-    reg = json.loads((only_run_dir(proj) / "register" / "registration.json").read_text())
+    reg = json.loads(product(only_run_dir(proj), "register", "registration").read_text())
     assert reg == {"name": "user_table_model", "version": "1", "aliases": ["challenger", "champion"], "champion": True}
     assert str(client_for(proj).get_model_version_by_alias("user_table_model", "champion").version) == "1"
