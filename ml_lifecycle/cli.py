@@ -141,6 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
 
-# %% ../nbs/99_cli.ipynb #c011
+# %% ../nbs/99_cli.ipynb #c012
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,120 @@
+"""Benchmark the pipeline engine against plain papermill, on the demo pipeline's own notebooks, in one run.
+
+1. Per-step overhead. For each step, overhead = wall time of the step minus the step's real work, where the
+   real work is the time the step's code cells take when exec'ed in an already-warm Python process (imports
+   done). Measured for:
+   - plain papermill: `papermill.execute_notebook` per step (a new kernel each, as papermill does);
+   - ml_lifecycle: `ml-lifecycle run --force` (pre-started, preloaded kernels), step times from run.json.
+   Goal: our overhead <= 1/3 of papermill's.
+2. An unchanged re-run of the demo pipeline with `ml-lifecycle run`. Goal: under 1 s.
+
+    .venv/bin/python benchmarks/pipeline.py
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from conftest import copy_demo_project  # noqa: E402
+
+import ml_lifecycle as ml  # noqa: E402
+from ml_lifecycle import tracking  # noqa: E402
+from ml_lifecycle.pipeline import load_pipeline  # noqa: E402
+from ml_lifecycle.settings import save_snapshot  # noqa: E402
+
+CLI = str(Path(sys.executable).parent / "ml-lifecycle")
+
+
+def step_params(pipe, settings, snapshot, out: Path, run_id: str) -> dict[str, dict]:
+    """The parameters each step gets, with products under `out` (as the runner would pass them)."""
+    params = {}
+    for step in pipe.steps:
+        (out / step.name).mkdir(parents=True, exist_ok=True)
+        params[step.name] = {"settings_path": str(snapshot), "mlflow_run_id": run_id,
+                             **{k: str(out / step.name / v) for k, v in step.products.items()},
+                             **{k: str(out / src / f) for k, (src, f) in pipe.upstream_products(step).items()
+                                if k in step.declared}}
+    return params
+
+
+def real_work(pipe, settings, snapshot, out: Path) -> dict[str, float]:
+    """Seconds each step's code cells take in a warm process (second of two passes)."""
+    seconds = {}
+    for attempt in range(2):
+        run_id = tracking.start_run(settings, f"bench-warm-{attempt}")
+        for step, params in step_params(pipe, settings, snapshot, out / f"warm{attempt}", run_id).items():
+            ns = dict(params)
+            cells = [c for c in nbformat.read(pipe.step(step).notebook, as_version=4).cells
+                     if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+            t0 = time.perf_counter()
+            for c in cells:
+                exec(compile(c.source, f"{step}.ipynb", "exec"), ns)
+            seconds[step] = time.perf_counter() - t0
+        tracking.end_run(run_id)
+    return seconds
+
+
+def plain_papermill(pipe, settings, snapshot, out: Path) -> dict[str, float]:
+    import papermill
+    run_id = tracking.start_run(settings, "bench-papermill")
+    seconds = {}
+    for step, params in step_params(pipe, settings, snapshot, out / "papermill", run_id).items():
+        t0 = time.perf_counter()
+        papermill.execute_notebook(str(pipe.step(step).notebook), str(out / f"pm_{step}.ipynb"), parameters=params,
+                                   kernel_name="python3", progress_bar=False, cwd=str(settings.root))
+        seconds[step] = time.perf_counter() - t0
+    tracking.end_run(run_id)
+    return seconds
+
+
+def ours(project: Path) -> tuple[dict[str, float], float]:
+    t0 = time.perf_counter()
+    r = subprocess.run([CLI, "run", "--force"], cwd=project, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode:
+        sys.exit(f"ml-lifecycle run failed:\n{r.stdout}\n{r.stderr}")
+    record = json.loads((sorted((project / "runs").glob("2*"))[-1] / "run.json").read_text())
+    return {s["name"]: s["seconds"] for s in record["steps"]}, wall
+
+
+def unchanged_rerun(project: Path) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run([CLI, "run"], cwd=project, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    assert r.returncode == 0 and "no step executed" in r.stdout, r.stdout + r.stderr
+    return wall
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        project = copy_demo_project(Path(tmp) / "demo")
+        settings = ml.load_settings(project / "settings.ini")
+        pipe = load_pipeline(project / "pipelines")
+        snapshot = save_snapshot(settings, Path(tmp) / "settings.json")
+        work = real_work(pipe, settings, snapshot, Path(tmp))
+        pm = plain_papermill(pipe, settings, snapshot, Path(tmp))
+        mine, wall = ours(project)
+        rerun = min(unchanged_rerun(project) for _ in range(3))
+
+    print(f"{'step':<10} {'work':>7} {'papermill':>10} {'overhead':>9} {'ours':>7} {'overhead':>9}")
+    for step in work:
+        print(f"{step:<10} {work[step]:7.2f} {pm[step]:10.2f} {pm[step] - work[step]:9.2f} "
+              f"{mine[step]:7.2f} {mine[step] - work[step]:9.2f}")
+    pm_over = sum(pm[s] - work[s] for s in work)
+    our_over = sum(mine[s] - work[s] for s in work)
+    print(f"\nper-step overhead: papermill {pm_over / len(work):.2f}s, ml_lifecycle {our_over / len(work):.2f}s")
+    print(f"ratio ours / papermill per-step overhead = {our_over / pm_over:.2f} (goal <= 0.33)")
+    print(f"whole `ml-lifecycle run --force` wall time: {wall:.1f}s")
+    print(f"unchanged re-run of the demo pipeline: {rerun:.2f}s (best of 3; goal < 1 s; ratio to goal {rerun:.2f})")
+
+
+if __name__ == "__main__":
+    main()
