@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from pathlib import Path
 from .errors import LifecycleError
 
 # %% auto #0
-__all__ = ['cmd_run', 'check_table', 'cmd_init', 'cmd_demo_data', 'build_parser', 'main']
+__all__ = ['cmd_run', 'check_table', 'cmd_sweep', 'cmd_init', 'cmd_demo_data', 'build_parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #c005
 def _say(*parts: object) -> None:
@@ -74,6 +75,37 @@ def _summary(record) -> None:
         _say(f"MLflow run {record.mlflow_run_id}; see it with: mlflow ui --backend-store-uri {record.tracking_uri}")
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run the pipeline over a grid of settings and step parameters, on Dask."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from ml_lifecycle.pipeline import load_pipeline
+    from ml_lifecycle.settings import load_settings
+    from ml_lifecycle.sweep import parse_grid, run_sweep
+
+    settings = load_settings(Path(args.project) / "settings.ini")
+    pipeline = load_pipeline(settings.path(settings.project.pipelines_dir))
+    grid = parse_grid(args.grid)
+    where = settings.pipeline.dask_scheduler or f"a LocalCluster of {settings.pipeline.dask_workers} workers"
+    _say(f"ml-lifecycle sweep: {settings.project.name}, {len(list(itertools.product(*grid.values())))} points "
+         f"on {where}" + (f", until {args.until}" if args.until else ""))
+
+    def progress(row: dict) -> None:
+        values = ", ".join(f"{k}={row[k]}" for k in grid)
+        state = row["status"] if row["status"] == "done" else f"FAILED: {row.get('error')}"
+        _say(f"  point {row['point']}: {values}  {state}")
+
+    result = run_sweep(settings, pipeline, grid, until=args.until, on_point=progress)
+    table = result.table()
+    hidden = {"run_dir", "mlflow_run_id", "error"}
+    _say(table[[c for c in table.columns if c not in hidden]].to_string(index=False))
+    _say(f"results: {result.sweep_dir}/results.csv" +
+         (f"; MLflow parent run {result.parent_run_id}" if result.parent_run_id else ""))
+    if result.failed:
+        print(f"error: {len(result.failed)} of {len(result.rows)} sweep points failed", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     """Scaffold a new project folder."""
     from ml_lifecycle.scaffold import init_project
@@ -108,6 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--only", metavar="STEP",
                        help="run only STEP, using the cached products of the steps above it")
     run.set_defaults(func=cmd_run)
+
+    sweep = sub.add_parser("sweep", help="run the pipeline over a grid of settings or parameters, on Dask",
+                           description="Run the pipeline (or up to --until STEP) once per grid point, fanned out on "
+                                       "Dask (a LocalCluster, or [pipeline] dask_scheduler), and compare the points "
+                                       "in one table and in MLflow (child runs of one parent run).")
+    sweep.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
+                       help="a grid axis: <section>.<key> of settings.ini or <step>.<parameter>; repeatable")
+    sweep.add_argument("--until", metavar="STEP", help="stop each point after STEP (e.g. evaluate)")
+    sweep.add_argument("--project", default=".", metavar="DIR", help="project folder holding settings.ini (default: .)")
+    sweep.set_defaults(func=cmd_sweep)
 
     init = sub.add_parser("init", help="scaffold a new project around a data file",
                           description="Create DIR with settings.ini, pipelines/, a contract drafted from the data "

@@ -82,15 +82,18 @@ def cached_result(entry: Path) -> dict[str, Any] | None:
     return manifest
 
 # %% ../nbs/12_runner.ipynb #c010
-def _selection(pipe: Pipeline, force: bool, from_step: str | None, only: str | None) -> tuple[set[str], set[str]]:
+def _selection(pipe: Pipeline, force: bool, from_step: str | None, only: str | None,
+               until: str | None = None) -> tuple[set[str], set[str]]:
     """(steps to consider, steps forced to execute)."""
     names = {s.name for s in pipe.steps}
+    if until:
+        names = {until, *[u.name for u in pipe.upstream(pipe.step(until))]}
     if only:
         target = pipe.step(only)
         return {only, *[u.name for u in pipe.upstream(target)]}, {only}
     if from_step:
-        return names, {s.name for s in pipe.downstream(pipe.step(from_step).name)}
-    return names, (names if force else set())
+        return names, {s.name for s in pipe.downstream(pipe.step(from_step).name)} & names
+    return names, (set(names) if force else set())
 
 
 class _Keys:
@@ -171,7 +174,8 @@ Event = Callable[[StepRecord], None]
 
 
 def _new_run_dir(settings: Settings) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    """`runs/<date>-<time>.<ms>-<id>`: names sort in the order runs started, even for runs a second apart."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S.%f")[:-3]
     run_dir = settings.path(settings.project.runs_dir) / f"{stamp}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
     return run_dir
@@ -187,10 +191,15 @@ def _finish_tracking(record: RunRecord, executed: list[StepRecord]) -> None:
 
 
 def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, from_step: str | None = None,
-                 only: str | None = None, on_event: Event | None = None, tracking: bool = True) -> RunRecord:
-    """Run the steps whose results are not cached; return the run's record (also written to run.json)."""
+                 only: str | None = None, until: str | None = None, on_event: Event | None = None,
+                 tracking: bool = True, mlflow_tags: dict[str, str] | None = None) -> RunRecord:
+    """Run the steps whose results are not cached; return the run's record (also written to run.json).
+
+    `until` stops after that step (and runs only what it needs); `mlflow_tags` are added to the MLflow run,
+    e.g. `mlflow.parentRunId` to make it a child run of a sweep.
+    """
     t_run = time.perf_counter()
-    considered, forced = _selection(pipe, force, from_step, only)
+    considered, forced = _selection(pipe, force, from_step, only, until)
     steps = [s for s in pipe.steps if s.name in considered]
     records = {s.name: StepRecord(s.name) for s in steps}
     run_dir = _new_run_dir(settings)
@@ -210,7 +219,8 @@ def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, fro
         with lock:
             if tracking and record.mlflow_run_id is None:
                 from ml_lifecycle.tracking import start_run
-                record.mlflow_run_id = start_run(settings, run_dir.name, {"ml_lifecycle.run_dir": str(run_dir)})
+                record.mlflow_run_id = start_run(settings, run_dir.name,
+                                                 {"ml_lifecycle.run_dir": str(run_dir), **(mlflow_tags or {})})
         return record.mlflow_run_id or ""
 
     def try_cache(step: Step) -> bool:

@@ -4,7 +4,8 @@ import pytest
 from conftest import cli
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["init", "--help"], ["demo-data", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["sweep", "--help"], ["init", "--help"],
+                                  ["demo-data", "--help"]])
 def test_help(args):
     r = cli(*args)
     assert r.returncode == 0 and r.stdout.startswith("usage: ml-lifecycle")
