@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 from .errors import PipelineError
 
 # %% auto #0
-__all__ = ['KERNEL_ARGS', 'start_kernel', 'KernelPool']
+__all__ = ['KERNEL_ARGS', 'start_kernel', 'zygote_main', 'Zygote', 'zygote_for', 'start_forked_kernel', 'KernelPool']
 
 # %% ../nbs/11_kernels.ipynb #c004
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # no "running over TCP" warnings in the user's terminal
@@ -48,12 +49,182 @@ def start_kernel(cwd: str | os.PathLike, preload: Sequence[str] = (), kernel_nam
     return km
 
 # %% ../nbs/11_kernels.ipynb #c006
+def zygote_main(preload: Sequence[str]) -> None:
+    """The zygote's loop: preload modules once, then fork one kernel per request on stdin."""
+    import json
+    import signal
+    import sys
+    for module in preload:
+        try:
+            __import__(module)
+        except Exception:  # a module that cannot be preloaded is imported by the notebook itself
+            pass
+    import ipykernel.kernelapp  # noqa: F401 - imported once here, not in every kernel
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernels are reaped automatically
+    out = sys.stdout
+    for line in sys.stdin:
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _kernel_child(req)
+        out.write(json.dumps({"pid": pid}) + "\n")
+        out.flush()
+
+
+def _kernel_child(req: dict) -> None:
+    """In the forked child: become a kernel on the requested connection file, then exit."""
+    import signal
+    import sys
+    try:
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.chdir(req["cwd"])
+        os.environ.clear()
+        os.environ.update(req["env"])
+        os.environ["JPY_PARENT_PID"] = str(os.getppid())
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(2, 1)  # the kernel's own stdout goes where the runner's stderr goes, never into the reply pipe
+        sys.argv = ["ipykernel_launcher"]
+        from ipykernel.kernelapp import IPKernelApp
+        app = IPKernelApp.instance()
+        # parent_handle: exit when the zygote goes away (its default was read from the environment at import)
+        app.initialize(["-f", req["connection_file"], f"--IPKernelApp.parent_handle={os.getppid()}", *KERNEL_ARGS])
+        app.start()
+    finally:
+        os._exit(0)
+
+
+class _ForkedProcess:
+    """The Popen-like handle jupyter_client's provisioner expects, for a kernel forked by the zygote."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+        self.stdin = self.stdout = self.stderr = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                self.returncode = 0
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import subprocess
+        import time
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        import signal
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        import signal
+        self.send_signal(signal.SIGTERM)
+
+
+class Zygote:
+    """A preloaded process that forks kernels on request."""
+
+    def __init__(self, preload: Sequence[str]):
+        import subprocess
+        import sys
+        code = f"from ml_lifecycle.kernels import zygote_main; zygote_main({list(preload)!r})"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self._lock = threading.Lock()
+
+    def fork(self, connection_file: str, cwd: str, env: dict[str, str]) -> int:
+        """Ask for a kernel on `connection_file`; return its pid."""
+        import json
+        with self._lock:
+            if self.proc.poll() is not None:
+                raise PipelineError(f"the kernel zygote exited with code {self.proc.returncode}")
+            self.proc.stdin.write(json.dumps({"connection_file": connection_file, "cwd": cwd, "env": env}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        if not line:
+            raise PipelineError("the kernel zygote died while forking a kernel")
+        return json.loads(line)["pid"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+
+
+_ZYGOTES: dict[tuple, Zygote] = {}
+_ZYGOTE_LOCK = threading.Lock()
+
+
+def zygote_for(preload: Sequence[str]) -> Zygote:
+    """This process's zygote for `preload`, started on first use and replaced when ml_lifecycle's code changes."""
+    from ml_lifecycle.pipeline import package_digest
+    key = (tuple(preload), package_digest())
+    with _ZYGOTE_LOCK:
+        zygote = _ZYGOTES.get(key)
+        if zygote is None or zygote.proc.poll() is not None:
+            for old_key in [k for k in _ZYGOTES if k[0] == key[0]]:
+                _ZYGOTES.pop(old_key).close()
+            zygote = _ZYGOTES[key] = Zygote(preload)
+        return zygote
+
+
+def _fork_provisioner(km: Any, zygote: Zygote) -> Any:
+    """A LocalProvisioner whose launch forks the zygote instead of starting a new interpreter."""
+    from jupyter_client.provisioning import LocalProvisioner
+
+    class ForkProvisioner(LocalProvisioner):
+        async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+            connection_file = cmd[cmd.index("-f") + 1]
+            env = {k: str(v) for k, v in (kwargs.get("env") or os.environ).items()}
+            pid = zygote.fork(connection_file, str(kwargs.get("cwd") or os.getcwd()), env)
+            self.process, self.pid, self.pgid = _ForkedProcess(pid), pid, pid
+            self.cwd = kwargs.get("cwd")
+            return self.connection_info
+
+    return ForkProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
+
+
+def start_forked_kernel(cwd: str | os.PathLike, preload: Sequence[str] = (), kernel_name: str = "python3",
+                        timeout: float = 120) -> Any:
+    """Start a kernel forked from this process's preloaded zygote; return its manager once it is ready."""
+    from jupyter_client.manager import KernelManager
+    km = KernelManager(kernel_name=kernel_name)
+    km.kernel_id = str(uuid.uuid4())
+    km.provisioner = _fork_provisioner(km, zygote_for(preload))
+    km.start_kernel(cwd=str(cwd), extra_arguments=KERNEL_ARGS)
+    kc = km.client()
+    try:
+        kc.start_channels()
+        kc.wait_for_ready(timeout=timeout)
+    except Exception as exc:
+        km.shutdown_kernel(now=True)
+        raise PipelineError(f"forked kernel did not start: {exc}") from exc
+    finally:
+        kc.stop_channels()
+    return km
+
+# %% ../nbs/11_kernels.ipynb #c010
 class KernelPool:
     """Kernels started ahead of the steps that will use them; each kernel serves one step only."""
 
     def __init__(self, cwd: str | os.PathLike, preload: Sequence[str] = (), kernel_name: str = "python3",
-                 ahead: int = 1):
+                 ahead: int = 1, fork: bool = True):
         self.cwd, self.preload, self.kernel_name, self.ahead = Path(cwd), tuple(preload), kernel_name, max(ahead, 0)
+        self._launch = start_forked_kernel if fork else start_kernel
         self._ready: collections.deque[Future] = collections.deque()
         self._lock = threading.Lock()
         self._starter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-start")
@@ -61,7 +232,7 @@ class KernelPool:
         self._live: list[Any] = []
 
     def _start(self) -> None:
-        self._ready.append(self._starter.submit(start_kernel, self.cwd, self.preload, self.kernel_name))
+        self._ready.append(self._starter.submit(self._launch, self.cwd, self.preload, self.kernel_name))
 
     def _top_up(self) -> None:
         while len(self._ready) < min(self.ahead, self._wanted):

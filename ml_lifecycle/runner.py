@@ -257,9 +257,11 @@ def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, fro
                                     f"cached result for its current inputs; run the pipeline without --only first")
         if to_run:
             from ml_lifecycle.kernels import KernelPool
-            pool = KernelPool(settings.root, settings.pipeline.preload, ahead=settings.pipeline.lookahead)
+            pool = KernelPool(settings.root, settings.pipeline.preload, ahead=settings.pipeline.lookahead,
+                              fork=settings.pipeline.fork_kernels)
             pool.expect(to_run)
             ctx["pool"] = pool
+            import papermill  # noqa: F401 - the runner's own slow import, done while the first kernel starts
         running: dict[Any, Step] = {}
         with ThreadPoolExecutor(max_workers=max(settings.pipeline.max_parallel, 1)) as workers:
             while True:

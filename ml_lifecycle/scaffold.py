@@ -73,8 +73,10 @@ max_batch_rows = 1000
 max_body_bytes = 1048576
 
 [pipeline]
-# modules imported into each step's kernel while it waits, so a step does not pay for them
-preload = pandas, sklearn, mlflow, ml_lifecycle
+# modules imported once into a zygote process; every step's fresh kernel is forked from it, imports done
+# (the MLflow sqlite stores and alembic are what a kernel's first MLflow call would otherwise import)
+preload = ml_lifecycle.registry, ml_lifecycle.training, ml_lifecycle.contracts, mlflow.sklearn, mlflow.store.tracking.sqlalchemy_store, mlflow.store.model_registry.sqlalchemy_store, alembic.migration, pyarrow.parquet
+fork_kernels = true
 max_parallel = 2
 lookahead = 1
 # sweeps fan out on Dask: empty = a LocalCluster with dask_workers workers, or a scheduler address

@@ -108,7 +108,11 @@ class ServingSettings:
 @dataclass(frozen=True)
 class PipelineSettings:
     """How the pipeline engine runs steps: preloaded modules, parallelism, and where sweeps fan out."""
-    preload: tuple[str, ...] = ("pandas", "sklearn", "mlflow", "ml_lifecycle")
+    preload: tuple[str, ...] = ("ml_lifecycle.registry", "ml_lifecycle.training", "ml_lifecycle.contracts",
+                                "mlflow.sklearn", "mlflow.store.tracking.sqlalchemy_store",
+                                "mlflow.store.model_registry.sqlalchemy_store", "alembic.migration",
+                                "pyarrow.parquet")
+    fork_kernels: bool = True
     max_parallel: int = 2
     lookahead: int = 1
     dask_scheduler: str = ""

@@ -55,7 +55,7 @@ def tiny(tmp_path: Path) -> Path:
     (project / "contracts" / "c.yaml").write_text(yaml.safe_dump(
         {"name": "tiny", "target": {"column": "n", "task": "regression"}, "columns": {"n": {"dtype": "int"}}}))
     ini = render_settings("tiny", "data/d.csv", "contracts/c.yaml", "binary")
-    (project / "settings.ini").write_text(ini.replace("preload = pandas, sklearn, mlflow, ml_lifecycle", "preload ="))
+    (project / "settings.ini").write_text(ini.replace("preload = ml_lifecycle.registry,", "preload = ml_lifecycle.settings\n#"))
     write_notebook(project / "pipelines" / "a.ipynb", P + "numbers = ''\nscale: int = 1", A)
     write_notebook(project / "pipelines" / "b.ipynb", P + "numbers = ''\ntotal = ''", B)
     write_notebook(project / "pipelines" / "c.ipynb", P + "total = ''\nreport = ''", C)

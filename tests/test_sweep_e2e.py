@@ -99,7 +99,7 @@ def test_sweep_on_an_existing_scheduler(tmp_path, scheduler):
     (project / "contracts" / "c.yaml").write_text(yaml.safe_dump(
         {"name": "tiny", "target": {"column": "n", "task": "regression"}, "columns": {"n": {"dtype": "int"}}}))
     (project / "settings.ini").write_text(render_settings("tiny", "data/d.csv", "contracts/c.yaml", "regression")
-                                          .replace("preload = pandas, sklearn, mlflow, ml_lifecycle", "preload ="))
+                                          .replace("preload = ml_lifecycle.registry,", "preload = ml_lifecycle.settings\n#"))
     p = "settings_path = ''\nmlflow_run_id = ''\n"
     write_notebook(project / "pipelines" / "a.ipynb", p + "base = ''", "from pathlib import Path\nPath(base).write_text('10')")
     write_notebook(project / "pipelines" / "b.ipynb", p + "base = ''\nresult = ''\nfactor = 1",
