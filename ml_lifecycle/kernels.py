@@ -27,26 +27,31 @@ def _preload_code(modules: Sequence[str]) -> str:
     return "\n".join(f"try:\n    import {m}\nexcept Exception:\n    pass" for m in modules)
 
 
+def _wait_ready(km: Any, timeout: float, code: str = "", what: str = "kernel") -> Any:
+    """Wait until a started kernel answers, optionally run `code` silently in it; shut it down on failure."""
+    kc = km.client()
+    try:
+        kc.start_channels()
+        kc.wait_for_ready(timeout=timeout)
+        if code:
+            msg_id = kc.execute(code, silent=True, store_history=False)
+            while kc.get_shell_msg(timeout=timeout)["parent_header"].get("msg_id") != msg_id:
+                pass
+    except Exception as exc:
+        km.shutdown_kernel(now=True)
+        raise PipelineError(f"{what} did not start: {exc}") from exc
+    finally:
+        kc.stop_channels()
+    return km
+
+
 def start_kernel(cwd: str | os.PathLike, preload: Sequence[str] = (), kernel_name: str = "python3",
                  timeout: float = 120) -> Any:
     """Start a kernel in `cwd`, wait until it is ready, silently import `preload`; return its manager."""
     from jupyter_client.manager import KernelManager
     km = KernelManager(kernel_name=kernel_name)
     km.start_kernel(cwd=str(cwd), extra_arguments=KERNEL_ARGS)
-    kc = km.client()
-    try:
-        kc.start_channels()
-        kc.wait_for_ready(timeout=timeout)
-        if preload:
-            msg_id = kc.execute(_preload_code(preload), silent=True, store_history=False)
-            while kc.get_shell_msg(timeout=timeout)["parent_header"].get("msg_id") != msg_id:
-                pass
-    except Exception as exc:
-        km.shutdown_kernel(now=True)
-        raise PipelineError(f"kernel '{kernel_name}' did not start: {exc}") from exc
-    finally:
-        kc.stop_channels()
-    return km
+    return _wait_ready(km, timeout, _preload_code(preload) if preload else "", f"kernel '{kernel_name}'")
 
 # %% ../nbs/11_kernels.ipynb #c006
 def zygote_main(preload: Sequence[str]) -> None:
@@ -121,7 +126,10 @@ class _ForkedProcess:
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
-        os.kill(self.pid, sig)
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:  # already gone, as Popen.send_signal tolerates
+            self.returncode = 0 if self.returncode is None else self.returncode
 
     def kill(self) -> None:
         import signal
@@ -206,16 +214,7 @@ def start_forked_kernel(cwd: str | os.PathLike, preload: Sequence[str] = (), ker
     km.kernel_id = str(uuid.uuid4())
     km.provisioner = _fork_provisioner(km, zygote_for(preload))
     km.start_kernel(cwd=str(cwd), extra_arguments=KERNEL_ARGS)
-    kc = km.client()
-    try:
-        kc.start_channels()
-        kc.wait_for_ready(timeout=timeout)
-    except Exception as exc:
-        km.shutdown_kernel(now=True)
-        raise PipelineError(f"forked kernel did not start: {exc}") from exc
-    finally:
-        kc.stop_channels()
-    return km
+    return _wait_ready(km, timeout, what="forked kernel")
 
 # %% ../nbs/11_kernels.ipynb #c010
 class KernelPool:
@@ -224,7 +223,7 @@ class KernelPool:
     def __init__(self, cwd: str | os.PathLike, preload: Sequence[str] = (), kernel_name: str = "python3",
                  ahead: int = 1, fork: bool = True):
         self.cwd, self.preload, self.kernel_name, self.ahead = Path(cwd), tuple(preload), kernel_name, max(ahead, 0)
-        self._launch = start_forked_kernel if fork else start_kernel
+        self.fork, self.fallbacks = fork, 0
         self._ready: collections.deque[Future] = collections.deque()
         self._lock = threading.Lock()
         self._starter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kernel-start")
@@ -232,7 +231,16 @@ class KernelPool:
         self._live: list[Any] = []
 
     def _start(self) -> None:
-        self._ready.append(self._starter.submit(self._launch, self.cwd, self.preload, self.kernel_name))
+        self._ready.append(self._starter.submit(self._launch))
+
+    def _launch(self) -> Any:
+        """A forked kernel; if one ever fails to come up, an ordinary kernel instead of a failed step."""
+        if self.fork:
+            try:
+                return start_forked_kernel(self.cwd, self.preload, self.kernel_name)
+            except PipelineError:
+                self.fallbacks += 1
+        return start_kernel(self.cwd, self.preload, self.kernel_name)
 
     def _top_up(self) -> None:
         while len(self._ready) < min(self.ahead, self._wanted):

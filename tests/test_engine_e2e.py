@@ -159,10 +159,12 @@ def test_only_refuses_without_cached_upstream(tiny):
 
 
 def _kernels_in(project: Path) -> list[psutil.Process]:
+    """Kernel processes working in `project`: launched ones, and ones forked from the preloaded zygote."""
     found = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if "ipykernel_launcher" in " ".join(p.info["cmdline"] or []) and Path(p.cwd()) == project:
+            cmd = " ".join(p.info["cmdline"] or [])
+            if ("ipykernel_launcher" in cmd or "zygote_main" in cmd) and Path(p.cwd()) == project:
                 found.append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass

@@ -4,10 +4,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import cli
+from conftest import cli, free_port, wait_for_http
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -84,31 +82,16 @@ def test_env_override_gate_keeps_the_champion(demo_runs):
     assert [r["gate"] for r in verdict["results"] if not r["passed"]] == ["roc_auc >= 0.99"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_mlflow_ui_shows_the_runs(demo_runs):
     project, *_ = demo_runs
-    port = _free_port()
+    port = free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     proc = subprocess.Popen([str(mlflow_bin), "ui", "--backend-store-uri", f"sqlite:///{project}/mlflow.db",
                              "--host", "127.0.0.1", "--port", str(port)], cwd=project,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.5)
+        wait_for_http(f"{base}/health", proc, timeout=60)
         with urllib.request.urlopen(f"{base}/", timeout=10) as r:
             assert r.status == 200 and b"<html" in r.read().lower()
         req = urllib.request.Request(f"{base}/api/2.0/mlflow/experiments/search", method="POST",

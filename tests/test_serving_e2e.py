@@ -4,16 +4,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -26,12 +24,6 @@ s = ml.load_settings("settings.ini")
 for v in sys.argv[1:]:
     print(build_bento(s, resolve_version(s, version=v), sys.argv[0]))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -59,20 +51,11 @@ def test_bento_pins_its_model_and_carries_labels(bentos):
 
 
 def _serve_and_predict(env: dict, tag: str, records: list[dict]) -> dict:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                time.sleep(0.5)
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=90)
         req = urllib.request.Request(f"http://127.0.0.1:{port}/predict", method="POST",
                                      data=json.dumps({"records": records}).encode(),
                                      headers={"Content-Type": "application/json"})

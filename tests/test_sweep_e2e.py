@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import cli, copy_demo_project
+from conftest import cli, copy_demo_project, free_port
 from mlflow import MlflowClient
 
 from ml_lifecycle.pipeline import write_notebook
@@ -56,16 +55,10 @@ def test_bad_grid_key_is_reported_before_anything_runs(tmp_path):
     assert r.returncode == 1 and "notebook train.ipynb has no parameter 'max_rows'" in r.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def scheduler():
     """`dask scheduler` and one `dask worker`, started separately on 127.0.0.1, stopped by PID afterwards."""
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -121,6 +114,6 @@ def test_sweep_on_an_existing_scheduler(tmp_path, scheduler):
 def test_unreachable_scheduler_is_one_line(tmp_path):
     project = copy_demo_project(tmp_path / "demo")
     r = cli("sweep", "--grid", "training.trainer=ridge,random_forest", "--until", "validate", cwd=project,
-            env={"ML_LIFECYCLE_PIPELINE__DASK_SCHEDULER": f"tcp://127.0.0.1:{_free_port()}"})
+            env={"ML_LIFECYCLE_PIPELINE__DASK_SCHEDULER": f"tcp://127.0.0.1:{free_port()}"})
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:")
