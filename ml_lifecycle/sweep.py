@@ -25,8 +25,8 @@ from .runner import run_pipeline
 from .settings import SECTIONS, PipelineSettings, Settings, settings_from_raw
 
 # %% auto #0
-__all__ = ['SweepPoint', 'parse_grid', 'grid_points', 'apply_point', 'affected_steps', 'run_point', 'dask_client', 'SweepResult',
-           'run_sweep']
+__all__ = ['SweepPoint', 'parse_grid', 'grid_points', 'apply_point', 'affected_steps', 'run_point', 'run_shared', 'warm_worker',
+           'dask_client', 'SweepResult', 'run_sweep']
 
 # %% ../nbs/13_sweep.ipynb #c005
 @dataclass(frozen=True)
@@ -133,7 +133,20 @@ def run_point(raw: Mapping[str, Mapping[str, str]], root: str, pipe: Pipeline, p
         row.update(status="failed", error=str(exc))
     return row
 
-# %% ../nbs/13_sweep.ipynb #c012
+# %% ../nbs/13_sweep.ipynb #c011
+def run_shared(raw: Mapping[str, Mapping[str, str]], root: str, pipe: Pipeline, until: str,
+               tags: Mapping[str, str], tracking: bool) -> None:
+    """Run the steps every point shares (up to `until`) once, on a worker; a failure stops the sweep."""
+    run_pipeline(settings_from_raw(raw, Path(root)), pipe, until=until, tracking=tracking,
+                 mlflow_tags=dict(tags) or None)
+
+
+def warm_worker(preload: Sequence[str]) -> None:
+    """Start this worker's kernel zygote, so it imports `preload` while other work goes on."""
+    from ml_lifecycle.kernels import zygote_for
+    zygote_for(preload)
+
+# %% ../nbs/13_sweep.ipynb #c013
 @contextlib.contextmanager
 def dask_client(ps: PipelineSettings) -> Iterator[Any]:
     """A client of the scheduler in settings, or of a LocalCluster on 127.0.0.1 when none is set."""
@@ -151,7 +164,7 @@ def dask_client(ps: PipelineSettings) -> Iterator[Any]:
                       host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
         yield client
 
-# %% ../nbs/13_sweep.ipynb #c014
+# %% ../nbs/13_sweep.ipynb #c015
 @dataclass
 class SweepResult:
     """The table of a sweep, where it was written, and its parent MLflow run."""
@@ -192,10 +205,13 @@ def run_sweep(settings: Settings, pipe: Pipeline, grid: Mapping[str, Sequence[An
         rows = []
         with dask_client(settings.pipeline) as client:
             from distributed import as_completed
+            if settings.pipeline.fork_kernels:  # every worker starts importing its kernels' modules now
+                client.run(warm_worker, list(settings.pipeline.preload))
             leaves = [n for n in shared if not any(n in s.needs for s in pipe.steps if s.name in shared)]
-            for leaf in leaves:  # the work every point shares, once, before the fan-out
-                tags = {"mlflow.parentRunId": parent, "ml_lifecycle.sweep_point": "shared"} if parent else None
-                run_pipeline(settings, pipe, until=leaf, tracking=tracking, mlflow_tags=tags)
+            for leaf in leaves:  # the work every point shares, once, on a worker, before the fan-out
+                tags = {"mlflow.parentRunId": parent, "ml_lifecycle.sweep_point": "shared"} if parent else {}
+                client.submit(run_shared, raw, str(settings.root), pipe, leaf, tags, tracking, pure=False,
+                              key=f"sweep-shared-{leaf}-{sweep_dir.name}").result()
             futures = [client.submit(run_point, raw, str(settings.root), pipe, p, until, parent, pure=False,
                                      key=f"sweep-point-{p.index}-{sweep_dir.name}") for p in points]
             for fut in as_completed(futures):
