@@ -129,6 +129,7 @@ def _execute(step: Step, params: dict[str, Any], out_nb: Path, km: Any) -> None:
 def _run_step(step: Step, rec: StepRecord, ctx: dict[str, Any]) -> None:
     """Execute a step into a staging folder and publish it as a cache entry."""
     settings, pipe, records, run_dir = ctx["settings"], ctx["pipe"], ctx["records"], ctx["run_dir"]
+    t0 = time.perf_counter()
     entry = cache_dir(settings) / step.name / rec.key
     out_nb = run_dir / f"{ctx['index'][step.name]:02d}_{step.name}.ipynb"
     rec.notebook = str(out_nb)
@@ -155,7 +156,7 @@ def _run_step(step: Step, rec: StepRecord, ctx: dict[str, Any]) -> None:
         shutil.copyfile(out_nb, stage / "executed.ipynb")
         atomic_write_text(stage / MANIFEST, json.dumps({
             "step": step.name, "key": rec.key, "products": dict(step.products), "hashes": hashes,
-            "run_dir": str(run_dir), "notebook": "executed.ipynb", "seconds": rec.seconds,
+            "run_dir": str(run_dir), "notebook": "executed.ipynb", "seconds": round(time.perf_counter() - t0, 3),
             "created": datetime.now(UTC).isoformat(timespec="seconds")}, indent=2))
         discard(entry)  # a forced re-run, or an entry that failed verification, is replaced, never mixed
     rec.hashes = hashes
