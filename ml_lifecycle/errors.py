@@ -47,6 +47,17 @@ class LifecycleError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self):
+        # errors cross process boundaries (Dask workers, kernels): rebuild them without re-running __init__
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> LifecycleError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
 # %% ../nbs/00_errors.ipynb #c008
 class SettingsError(LifecycleError, ValueError):
     """A settings key is unknown, missing or has a bad value."""

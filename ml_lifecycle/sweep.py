@@ -135,10 +135,17 @@ def run_point(raw: Mapping[str, Mapping[str, str]], root: str, pipe: Pipeline, p
 
 # %% ../nbs/13_sweep.ipynb #c011
 def run_shared(raw: Mapping[str, Mapping[str, str]], root: str, pipe: Pipeline, until: str,
-               tags: Mapping[str, str], tracking: bool) -> None:
-    """Run the steps every point shares (up to `until`) once, on a worker; a failure stops the sweep."""
-    run_pipeline(settings_from_raw(raw, Path(root)), pipe, until=until, tracking=tracking,
-                 mlflow_tags=dict(tags) or None)
+               tags: Mapping[str, str], tracking: bool) -> LifecycleError | None:
+    """Run the steps every point shares (up to `until`) once, on a worker; return the error that stops the sweep.
+
+    The error is returned, not raised, so that the worker does not log a traceback for a user's mistake.
+    """
+    try:
+        run_pipeline(settings_from_raw(raw, Path(root)), pipe, until=until, tracking=tracking,
+                     mlflow_tags=dict(tags) or None)
+    except LifecycleError as exc:
+        return exc
+    return None
 
 
 def warm_worker(preload: Sequence[str]) -> None:
@@ -210,8 +217,10 @@ def run_sweep(settings: Settings, pipe: Pipeline, grid: Mapping[str, Sequence[An
             leaves = [n for n in shared if not any(n in s.needs for s in pipe.steps if s.name in shared)]
             for leaf in leaves:  # the work every point shares, once, on a worker, before the fan-out
                 tags = {"mlflow.parentRunId": parent, "ml_lifecycle.sweep_point": "shared"} if parent else {}
-                client.submit(run_shared, raw, str(settings.root), pipe, leaf, tags, tracking, pure=False,
-                              key=f"sweep-shared-{leaf}-{sweep_dir.name}").result()
+                error = client.submit(run_shared, raw, str(settings.root), pipe, leaf, tags, tracking, pure=False,
+                                      key=f"sweep-shared-{leaf}-{sweep_dir.name}").result()
+                if error is not None:
+                    raise error
             futures = [client.submit(run_point, raw, str(settings.root), pipe, p, until, parent, pure=False,
                                      key=f"sweep-point-{p.index}-{sweep_dir.name}") for p in points]
             for fut in as_completed(futures):

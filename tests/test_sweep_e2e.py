@@ -117,3 +117,17 @@ def test_unreachable_scheduler_is_one_line(tmp_path):
             env={"ML_LIFECYCLE_PIPELINE__DASK_SCHEDULER": f"tcp://127.0.0.1:{free_port()}"})
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:")
+
+
+def test_failing_shared_step_is_one_line(tmp_path):
+    project = copy_demo_project(tmp_path / "demo")
+    path = project / "data" / "demo.csv"
+    lines = path.read_text().splitlines()
+    row = lines[4].split(",")
+    lines[4] = ",".join([row[0], "5", *row[2:]])  # age 5 breaks the contract (min 18)
+    path.write_text("\n".join(lines) + "\n")
+    r = cli("sweep", "--grid", "training.trainer=logistic_regression,random_forest", "--until", "evaluate",
+            cwd=project)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: step 'validate', cell ") and "age: min >= 18 (1 rows)" in last
