@@ -10,11 +10,13 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -23,12 +25,18 @@ from .files import atomic_write_text
 from .settings import TASKS
 
 # %% auto #0
-__all__ = ['DTYPES', 'ColumnSpec', 'Contract', 'contract_from_dict', 'load_contract', 'save_contract', 'Violation',
-           'ValidationReport', 'validate', 'fingerprint', 'infer_task', 'infer_contract']
+__all__ = ['DTYPES', 'RULE_KINDS', 'SEVERITIES', 'ColumnSpec', 'Contract', 'contract_from_dict', 'load_contract', 'save_contract',
+           'Violation', 'ValidationReport', 'rule_text', 'validate', 'fingerprint', 'infer_task', 'infer_contract',
+           'Change', 'diff_contracts', 'breaking_changes']
 
 # %% ../nbs/04_contracts.ipynb #c005
 DTYPES = ("int", "float", "bool", "string", "category")
-_COLUMN_KEYS = {"dtype", "nullable", "min", "max", "allowed", "regex", "unique", "description"}
+#: The kinds of rule a violation can break, and the levels a contract can give them.
+RULE_KINDS = ("rows", "present", "not_null", "dtype", "finite", "min", "max", "allowed", "regex", "unique",
+              "unexpected")
+SEVERITIES = ("error", "warning", "off")
+_DEFAULT_LEVEL = {"unexpected": "warning"}
+_COLUMN_KEYS = {"dtype", "nullable", "min", "max", "allowed", "regex", "unique", "description", "severity"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class ColumnSpec:
     regex: str | None = None
     unique: bool = False
     description: str = ""
+    severity: tuple[tuple[str, str], ...] = ()  # per-rule levels, e.g. (("allowed", "warning"),)
 
     @property
     def numeric(self) -> bool:
@@ -64,9 +73,19 @@ class Contract:
     min_rows: int | None = None
     max_rows: int | None = None
     slices: tuple[str, ...] = ()
+    severity: tuple[tuple[str, str], ...] = ()  # contract-wide levels per rule kind
 
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
+
+    def level(self, column: str, kind: str) -> str:
+        """The severity of breaking rule `kind` on `column`: the column's own, the contract's, or the default."""
+        spec = next((c for c in self.columns if c.name == column), None)
+        for levels in ((spec.severity if spec else ()), self.severity):
+            found = dict(levels).get(kind)
+            if found:
+                return found
+        return _DEFAULT_LEVEL.get(kind, "error")
 
     @property
     def names(self) -> list[str]:
@@ -82,14 +101,16 @@ class Contract:
         cols = {}
         for c in self.columns:
             d = {k: v for k, v in asdict(c).items()
-                 if k == "nullable" or (k != "name" and v is not None and v is not False and v != "")}
+                 if k == "nullable" or (k != "name" and not (v is None or v is False or v == "" or v == ()))}
             if c.allowed is not None:
                 d["allowed"] = list(c.allowed)
+            if c.severity:
+                d["severity"] = dict(c.severity)
             cols[c.name] = d
         out = {"name": self.name, "version": self.version, "owner": self.owner, "description": self.description,
                "target": {"column": self.target, "task": self.task}, "key": self.key, "time": self.time,
                "rows": {k: v for k, v in (("min", self.min_rows), ("max", self.max_rows)) if v is not None},
-               "slices": list(self.slices), "columns": cols}
+               "slices": list(self.slices), "severity": dict(self.severity), "columns": cols}
         return {k: v for k, v in out.items() if v not in (None, "", {}, [])}
 
     @property
@@ -104,6 +125,20 @@ def _num(value: Any, where: str, path: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ContractInvalid(f"{path}: {where} must be a number, got {value!r}", path, where)
     return value
+
+
+def _severity(value: Any, where: str, path: Any) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise ContractInvalid(f"{path}: {where} must map rule kinds to levels, e.g. {{allowed: warning}}", path, where)
+    for kind, level in value.items():
+        if kind not in RULE_KINDS:
+            raise ContractInvalid(f"{path}: {where}.{kind} is not a rule kind; use one of {list(RULE_KINDS)}",
+                                  path, where)
+        if level not in SEVERITIES:
+            raise ContractInvalid(f"{path}: {where}.{kind} is {level!r}; use one of {list(SEVERITIES)}", path, where)
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
 
 
 def _column(name: str, spec: Any, path: Any) -> ColumnSpec:
@@ -129,7 +164,8 @@ def _column(name: str, spec: Any, path: Any) -> ColumnSpec:
     return ColumnSpec(name=str(name), dtype=dtype, nullable=bool(spec.get("nullable", True)),
                       min=_num(spec.get("min"), f"{where}.min", path), max=_num(spec.get("max"), f"{where}.max", path),
                       allowed=tuple(allowed) if allowed is not None else None, regex=regex,
-                      unique=bool(spec.get("unique", False)), description=str(spec.get("description", "")))
+                      unique=bool(spec.get("unique", False)), description=str(spec.get("description", "")),
+                      severity=_severity(spec.get("severity"), f"{where}.severity", path))
 
 
 def contract_from_dict(d: Mapping[str, Any], path: Any = "<contract>") -> Contract:
@@ -162,6 +198,7 @@ def contract_from_dict(d: Mapping[str, Any], path: Any = "<contract>") -> Contra
     return Contract(name=str(d["name"]), version=str(d.get("version", "1")), owner=str(d.get("owner", "")),
                     description=str(d.get("description", "")), target=str(target["column"]), task=task,
                     columns=cols, key=d.get("key"), time=d.get("time"), slices=slices,
+                    severity=_severity(d.get("severity"), "severity", path),
                     min_rows=_num(rows.get("min"), "rows.min", path), max_rows=_num(rows.get("max"), "rows.max", path))
 
 
@@ -191,6 +228,7 @@ class Violation:
     share: float
     examples: tuple = ()
     severity: str = "error"
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -205,6 +243,10 @@ class ValidationReport:
         return [v for v in self.violations if v.severity == "error"]
 
     @property
+    def warnings(self) -> list[Violation]:
+        return [v for v in self.violations if v.severity == "warning"]
+
+    @property
     def ok(self) -> bool:
         return not self.errors
 
@@ -217,72 +259,137 @@ class ValidationReport:
         return {"contract": self.contract, "rows": self.rows, "ok": self.ok,
                 "violations": [asdict(v) for v in self.violations]}
 
+    def to_text(self) -> str:
+        """A readable report: one line per violation, with examples."""
+        head = f"{self.rows} rows checked against {self.contract}: "
+        if not self.violations:
+            return head + "no violations"
+        lines = [head + f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)"]
+        for v in self.violations:
+            ex = ", ".join(f"row {e['row']}: {e['value']!r}" for e in v.examples)
+            lines.append(f"  {v.severity.upper():<7} {v.column}: {v.rule}: {v.count} rows ({v.share:.2%})"
+                         + (f"  e.g. {ex}" if ex else ""))
+        return "\n".join(lines)
+
     def raise_for_errors(self, where: str = "data") -> None:
         """Raise ContractViolation listing every error-level violation."""
         if self.errors:
             raise ContractViolation(self.errors, where)
 
-# %% ../nbs/04_contracts.ipynb #c011
-def _examples(df: pd.DataFrame, mask: pd.Series, column: str) -> tuple:
-    rows = mask.to_numpy().nonzero()[0][:5]
+# %% ../nbs/04_contracts.ipynb #c012
+_BOOL_VALUES = [True, False, 0, 1, "true", "false", "True", "False"]
+
+
+def rule_text(spec: ColumnSpec, kind: str) -> str:
+    """How a rule of `kind` on `spec` is named in reports (the same words at every enforcement point)."""
+    if kind == "dtype":
+        return f"dtype {spec.dtype}"
+    if kind == "min":
+        return f"min >= {spec.min:g}"
+    if kind == "max":
+        return f"max <= {spec.max:g}"
+    if kind == "allowed":
+        shown = sorted(map(str, spec.allowed or ()))
+        return f"allowed {shown[:10]}{'...' if len(shown) > 10 else ''}"
+    if kind == "regex":
+        return f"regex {spec.regex}"
+    if kind == "unexpected":
+        return "unexpected column"
+    return kind
+
+
+def _distinct(s: pd.Series) -> np.ndarray:
+    """The distinct non-missing values of a column (from the codes, for a categorical)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        codes = s.cat.codes.to_numpy()
+        used = np.bincount(codes[codes >= 0], minlength=len(s.cat.categories)) > 0
+        return np.asarray(s.cat.categories[used], dtype=object)
+    values = np.asarray(s.unique(), dtype=object)  # hashing the whole column once; dropping NaN after is cheap
+    return values[~pd.isna(values)]
+
+
+def _bad_rows(s: pd.Series, spec: ColumnSpec) -> Iterator[tuple[str, np.ndarray]]:
+    """(rule kind, mask of bad rows) for each rule of `spec` that column `s` breaks."""
+    missing = s.isna().to_numpy()
+    if not spec.nullable and missing.any():
+        yield "not_null", missing
+    if spec.numeric:
+        integral = pd.api.types.is_integer_dtype(s)
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            vals = s.to_numpy() if integral and not missing.any() else s.to_numpy("float64", na_value=np.nan)
+            bad_type = None
+        else:
+            vals = pd.to_numeric(s, errors="coerce").to_numpy("float64", na_value=np.nan)
+            bad_type = np.isnan(vals) & ~missing
+        if not integral:
+            if spec.dtype == "int":
+                frac = np.isfinite(vals) & (vals != np.floor(vals))
+                bad_type = frac if bad_type is None else bad_type | frac
+            inf = np.isinf(vals)
+            if inf.any():
+                yield "finite", inf
+        if bad_type is not None and bad_type.any():
+            yield "dtype", bad_type
+        if len(vals) and (spec.min is not None or spec.max is not None):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column has no min: NaN
+                lo, hi = (vals.min(), vals.max()) if integral else (np.nanmin(vals), np.nanmax(vals))
+            if spec.min is not None and lo < spec.min:
+                yield "min", vals < spec.min
+            if spec.max is not None and hi > spec.max:
+                yield "max", vals > spec.max
+    elif spec.dtype == "bool":
+        bad = ~missing & ~s.isin(_BOOL_VALUES).to_numpy()
+        if bad.any():
+            yield "dtype", bad
+    if spec.allowed is not None or spec.regex is not None:
+        distinct = _distinct(s)
+        if spec.allowed is not None:
+            ok = set(spec.allowed) | {str(a) for a in spec.allowed}
+            bad_values = [v for v in distinct if v not in ok]
+            if bad_values:
+                yield "allowed", s.isin(bad_values).to_numpy()
+        if spec.regex is not None:
+            matched = pd.Series(distinct, dtype="string").str.fullmatch(spec.regex).fillna(False).to_numpy(bool)
+            if not matched.all():
+                yield "regex", s.isin(distinct[~matched]).to_numpy()
+    if spec.unique and not s.is_unique:
+        yield "unique", s.duplicated(keep=False).to_numpy() & ~missing
+
+
+def _examples(df: pd.DataFrame, mask: np.ndarray, column: str) -> tuple:
+    rows = mask.nonzero()[0][:5]
     vals = df[column].iloc[rows] if column in df else [None] * len(rows)
     return tuple({"row": int(r), "value": (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)}
                  for r, v in zip(rows, vals, strict=True))
-
-
-def _column_masks(s: pd.Series, spec: ColumnSpec) -> list[tuple[str, pd.Series]]:
-    """Boolean masks of bad rows for every rule of one column."""
-    out = []
-    notnull = s.notna()
-    if not spec.nullable:
-        out.append(("not_null", ~notnull))
-    values = s
-    if spec.numeric:
-        values = s if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) else \
-            pd.to_numeric(s, errors="coerce")
-        bad_type = values.isna() & notnull
-        if spec.dtype == "int":
-            bad_type |= values.notna() & (values % 1 != 0)
-        out.append((f"dtype {spec.dtype}", bad_type))
-        if spec.min is not None:
-            out.append((f"min >= {spec.min:g}", values < spec.min))
-        if spec.max is not None:
-            out.append((f"max <= {spec.max:g}", values > spec.max))
-    elif spec.dtype == "bool":
-        out.append(("dtype bool", notnull & ~s.isin([True, False, 0, 1, "true", "false", "True", "False"])))
-    if spec.allowed is not None:
-        allowed = set(spec.allowed) | {str(a) for a in spec.allowed}
-        shown = sorted(map(str, spec.allowed))
-        out.append((f"allowed {shown[:10]}{'...' if len(shown) > 10 else ''}", notnull & ~s.isin(allowed)))
-    if spec.regex is not None:
-        out.append((f"regex {spec.regex}", notnull & ~s.astype("string").str.fullmatch(spec.regex).fillna(False)))
-    if spec.unique:
-        out.append(("unique", s.duplicated(keep=False) & notnull))
-    return out
 
 
 def validate(df: pd.DataFrame, contract: Contract) -> ValidationReport:
     """Check every rule of `contract` against `df` and collect all violations."""
     n = len(df)
     found: list[Violation] = []
+
+    def add(column: str, kind: str, rule: str, count: int, examples: tuple = ()) -> None:
+        level = contract.level(column, kind)
+        if level != "off" and count:
+            found.append(Violation(column, rule, count, round(count / max(n, 1), 6), examples, level, kind))
+
     if contract.min_rows is not None and n < contract.min_rows:
-        found.append(Violation("*", f"rows >= {contract.min_rows:g}", n, 1.0))
+        add("*", "rows", f"rows >= {contract.min_rows:g}", n or 1)
     if contract.max_rows is not None and n > contract.max_rows:
-        found.append(Violation("*", f"rows <= {contract.max_rows:g}", n, 1.0))
+        add("*", "rows", f"rows <= {contract.max_rows:g}", n)
     for spec in contract.columns:
         if spec.name not in df.columns:
-            found.append(Violation(spec.name, "present", n, 1.0))
+            add(spec.name, "present", "present", n or 1)
             continue
-        for rule, mask in _column_masks(df[spec.name], spec):
-            count = int(mask.sum())
-            if count:
-                found.append(Violation(spec.name, rule, count, round(count / max(n, 1), 6),
-                                       _examples(df, mask, spec.name)))
-    for extra in [c for c in df.columns if c not in set(contract.names)]:
-        found.append(Violation(str(extra), "unexpected column", n, 1.0, severity="warning"))
+        for kind, mask in _bad_rows(df[spec.name], spec):
+            add(spec.name, kind, rule_text(spec, kind), int(mask.sum()), _examples(df, mask, spec.name))
+    names = set(contract.names)
+    for extra in [c for c in df.columns if c not in names]:
+        add(str(extra), "unexpected", "unexpected column", n or 1)
     return ValidationReport(contract=f"{contract.name} v{contract.version}", rows=n, violations=tuple(found))
 
-# %% ../nbs/04_contracts.ipynb #c016
+# %% ../nbs/04_contracts.ipynb #c017
 def fingerprint(df: pd.DataFrame) -> str:
     """A stable sha256 (first 16 hex digits) of a frame's columns, dtypes and values."""
     h = hashlib.sha256()
@@ -290,7 +397,7 @@ def fingerprint(df: pd.DataFrame) -> str:
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()[:16]
 
-# %% ../nbs/04_contracts.ipynb #c019
+# %% ../nbs/04_contracts.ipynb #c020
 def infer_task(target: pd.Series) -> str:
     """Guess binary, multiclass or regression from a target column."""
     values = target.dropna()
@@ -345,3 +452,81 @@ def infer_contract(df: pd.DataFrame, target: str, task: str | None = None, name:
         cols[t] = ColumnSpec(target, cols[t].dtype, nullable=False)
     return Contract(name=name, version="1", target=target, task=task, columns=tuple(cols), key=key,
                     min_rows=min(len(df), 50), description=f"Drafted from data with {len(df)} rows; edit me.")
+
+# %% ../nbs/04_contracts.ipynb #c025
+@dataclass(frozen=True)
+class Change:
+    """One difference between two contract versions."""
+    column: str
+    what: str
+    breaking: bool
+
+    @property
+    def kind(self) -> str:
+        return "breaking" if self.breaking else "compatible"
+
+
+def _bound_change(col: str, name: str, old: float | None, new: float | None, lower: bool) -> list[Change]:
+    if old == new:
+        return []
+    if new is None:
+        return [Change(col, f"{name} {old:g} removed", False)]
+    if old is None:
+        return [Change(col, f"{name} {new:g} added", True)]
+    widened = new < old if lower else new > old
+    return [Change(col, f"{name} {old:g} -> {new:g} ({'widened' if widened else 'narrowed'})", not widened)]
+
+
+def _column_changes(o: ColumnSpec, n: ColumnSpec) -> list[Change]:
+    col, out = o.name, []
+    if o.dtype != n.dtype:
+        out.append(Change(col, f"dtype {o.dtype} -> {n.dtype}", True))
+    if o.nullable != n.nullable:
+        out.append(Change(col, "nullable -> not nullable" if o.nullable else "not nullable -> nullable", o.nullable))
+    out += _bound_change(col, "min", o.min, n.min, lower=True)
+    out += _bound_change(col, "max", o.max, n.max, lower=False)
+    if o.allowed != n.allowed:
+        if n.allowed is None:
+            out.append(Change(col, "allowed values removed (any value)", False))
+        elif o.allowed is None:
+            out.append(Change(col, f"allowed values added {list(n.allowed)}", True))
+        else:
+            removed = [v for v in o.allowed if v not in set(n.allowed)]
+            added = [v for v in n.allowed if v not in set(o.allowed)]
+            if removed:
+                out.append(Change(col, f"categories removed {removed}", True))
+            if added:
+                out.append(Change(col, f"categories added {added}", False))
+    if o.regex != n.regex:
+        out.append(Change(col, f"regex {o.regex!r} -> {n.regex!r}", n.regex is not None))
+    if o.unique != n.unique:
+        out.append(Change(col, "unique added" if n.unique else "unique removed", n.unique))
+    return out
+
+
+def diff_contracts(old: Contract, new: Contract) -> list[Change]:
+    """Every change from `old` to `new`, each classified compatible or breaking."""
+    out = []
+    if (old.target, old.task) != (new.target, new.task):
+        out.append(Change(new.target, f"target {old.target} ({old.task}) -> {new.target} ({new.task})", True))
+    for ref in ("key", "time"):
+        if getattr(old, ref) != getattr(new, ref):
+            out.append(Change("*", f"{ref} column {getattr(old, ref)} -> {getattr(new, ref)}", True))
+    out += _bound_change("*", "rows min", old.min_rows, new.min_rows, lower=True)
+    out += _bound_change("*", "rows max", old.max_rows, new.max_rows, lower=False)
+    new_cols = {c.name: c for c in new.columns}
+    for o in old.columns:
+        if o.name not in new_cols:
+            out.append(Change(o.name, "column removed", True))
+        else:
+            out += _column_changes(o, new_cols.pop(o.name))
+    for n in new_cols.values():
+        out.append(Change(n.name, f"column added ({'nullable' if n.nullable else 'required'})", not n.nullable))
+    if old.slices != new.slices:
+        out.append(Change("*", f"slices {list(old.slices)} -> {list(new.slices)}", False))
+    return out
+
+
+def breaking_changes(old: Contract, new: Contract) -> list[Change]:
+    """Only the breaking changes from `old` to `new`."""
+    return [c for c in diff_contracts(old, new) if c.breaking]

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 # %% auto #0
-__all__ = ['LifecycleError', 'SettingsError', 'DataError', 'DataNotFound', 'EmptyData', 'UnreadableData', 'ContractError',
-           'ContractInvalid', 'ContractViolation', 'TrainingError', 'GateFailed', 'RegistryError', 'ModelNotFound',
-           'PipelineError', 'PipelineSpecError', 'StepFailed']
+__all__ = ['LifecycleError', 'SettingsError', 'DataError', 'DataNotFound', 'EmptyData', 'UnreadableData', 'DataQualityFailed',
+           'ContractError', 'ContractInvalid', 'ContractViolation', 'TrainingError', 'GateFailed', 'RegistryError',
+           'ModelNotFound', 'PipelineError', 'PipelineSpecError', 'StepFailed']
 
 # %% ../nbs/00_errors.ipynb #c004
 class LifecycleError(Exception):
@@ -23,7 +23,8 @@ class LifecycleError(Exception):
     ├── DataError
     │   ├── DataNotFound (FileNotFoundError)
     │   ├── EmptyData
-    │   └── UnreadableData
+    │   ├── UnreadableData
+    │   └── DataQualityFailed             leakage or data-quality check failed
     ├── ContractError
     │   ├── ContractInvalid (ValueError)  the contract file itself is wrong
     │   └── ContractViolation             data breaks the contract
@@ -85,6 +86,10 @@ class EmptyData(DataError):
 
 class UnreadableData(DataError):
     """A data file exists but cannot be parsed, or lacks a required column."""
+
+
+class DataQualityFailed(DataError):
+    """Data failed an error-level leakage or data-quality check (target leak, split overlap, ...)."""
 
 # %% ../nbs/00_errors.ipynb #c011
 class ContractError(LifecycleError):

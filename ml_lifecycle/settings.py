@@ -20,7 +20,7 @@ from .errors import SettingsError
 # %% auto #0
 __all__ = ['TASKS', 'METRICS', 'SECTIONS', 'ENV_PREFIX', 'ProjectSettings', 'DataSettings', 'TrackingSettings',
            'RegistrySettings', 'TrainingSettings', 'Gate', 'GateSettings', 'ServingSettings', 'PipelineSettings',
-           'MonitoringSettings', 'Settings', 'settings_from_raw', 'load_settings', 'save_snapshot']
+           'QualitySettings', 'MonitoringSettings', 'Settings', 'settings_from_raw', 'load_settings', 'save_snapshot']
 
 # %% ../nbs/01_settings.ipynb #c005
 TASKS = ("binary", "multiclass", "regression")
@@ -49,6 +49,7 @@ class DataSettings:
     contract: Path
     test_size: float = 0.25
     split_seed: int = 42
+    split: str = "auto"  # auto (time if the contract has a time column, else random) | random | time
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,13 @@ class RegistrySettings:
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """Which trainer to use, its hyperparameters (JSON) and the seed."""
+    """Which trainer to use, its hyperparameters (JSON), the seed, class-imbalance handling, experiment config."""
     trainer: str = "logistic_regression"
     params: Mapping[str, typing.Any] = field(default_factory=lambda: MappingProxyType({}))
     seed: int = 42
     class_weight: str = "none"
+    resample: str = "none"  # none | over | under (classification): fit on a class-balanced resample
+    experiment: Path = Path("experiment.yaml")  # the experiment config (feature spec); optional
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,18 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class QualitySettings:
+    """Leakage and data-quality checks of the validate step: a level per check (error, warning or off)."""
+    target_leak: str = "error"
+    leak_score: float = 0.98
+    split_overlap: str = "error"
+    time_order: str = "error"
+    duplicates: str = "warning"
+    imbalance: str = "warning"
+    imbalance_ratio: float = 20.0
+
+
+@dataclass(frozen=True)
 class MonitoringSettings:
     """Where predictions are logged, and the drift alert thresholds."""
     prediction_log: Path = Path("logs/predictions.jsonl")
@@ -131,6 +146,7 @@ _SECTIONS: dict[str, type] = {
     "project": ProjectSettings, "data": DataSettings, "tracking": TrackingSettings,
     "registry": RegistrySettings, "training": TrainingSettings, "gates": GateSettings,
     "serving": ServingSettings, "monitoring": MonitoringSettings, "pipeline": PipelineSettings,
+    "quality": QualitySettings,
 }
 SECTIONS = tuple(_SECTIONS)
 ENV_PREFIX = "ML_LIFECYCLE_"
@@ -149,6 +165,7 @@ class Settings:
     serving: ServingSettings
     monitoring: MonitoringSettings
     pipeline: PipelineSettings
+    quality: QualitySettings = QualitySettings()
     raw: Mapping[str, Mapping[str, str]] = field(repr=False, compare=False, default_factory=dict)
 
     def path(self, p: Path) -> Path:

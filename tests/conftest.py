@@ -28,7 +28,8 @@ def cli(*args: str | os.PathLike, cwd: Path | None = None, env: dict[str, str] |
 def copy_demo_project(dest: Path) -> Path:
     """Copy the repo's demo project (settings, contract, data, pipelines) to `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "settings.ini", dest / "settings.ini")
+    for f in ("settings.ini", "experiment.yaml"):
+        shutil.copy(REPO / f, dest / f)
     for d in ("contracts", "data", "pipelines"):
         shutil.copytree(REPO / d, dest / d, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
     return dest

@@ -16,6 +16,9 @@ PUBLIC = [
     "infer_contract", "init_project", "load_contract", "load_pipeline", "load_settings", "make_demo_data",
     "model_params", "predict", "read_table", "register_model", "run_pipeline", "save_contract", "split",
     "train_model", "validate", "write_table", "xy",
+    # issue 4: contracts, schemas, data-quality checks, features
+    "DataQualityFailed", "diff_contracts", "request_model", "model_signature", "split_data", "check_quality",
+    "experiment_features", "contract_gate", "champion_contract",
 ]
 
 

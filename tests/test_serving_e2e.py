@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -50,34 +51,122 @@ def test_bento_pins_its_model_and_carries_labels(bentos):
         assert (home / "bentos" / "ml_lifecycle" / f"v{version}" / "env" / "docker" / "Dockerfile").is_file()
 
 
-def _serve_and_predict(env: dict, tag: str, records: list[dict]) -> dict:
-    port = free_port()
-    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/readyz", proc, timeout=90)
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/predict", method="POST",
-                                     data=json.dumps({"records": records}).encode(),
+class Server:
+    """`bentoml serve TAG` on 127.0.0.1, stopped by process group on exit."""
+
+    def __init__(self, env: dict, tag: str):
+        self.port = free_port()
+        self.proc = subprocess.Popen([str(BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port",
+                                      str(self.port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+
+    def __enter__(self) -> Server:
+        try:
+            wait_for_http(f"http://127.0.0.1:{self.port}/readyz", self.proc, timeout=90)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+    def post(self, path: str, body: bytes) -> tuple[int, dict]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method="POST", data=body,
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            assert r.status == 200
-            return json.loads(r.read())
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def predict(self, records: list) -> tuple[int, dict]:
+        return self.post("/predict", json.dumps({"records": records}).encode())
 
 
 RECORDS = [
     {"age": 40, "income": 52000.0, "debt_ratio": 0.3, "credit_lines": 5, "late_payments": 0, "tenure_months": 100,
      "region": "north", "employment": "salaried"},
-    {"age": 30, "debt_ratio": 1.9, "late_payments": 4, "region": "south", "employment": "unemployed"},
+    {"age": 30, "debt_ratio": 1.9, "credit_lines": 2, "late_payments": 4, "tenure_months": 3, "region": "south",
+     "employment": "unemployed"},
 ]
 
 
 def test_each_bento_serves_exactly_its_version(bentos):
     # version 2 is newer in both the registry and the BentoML model store; the v1 Bento must still serve v1
     for version in ("1", "2"):
-        out = _serve_and_predict(bentos, f"ml_lifecycle:v{version}", RECORDS)
-        assert out["model_version"] == version
+        with Server(bentos, f"ml_lifecycle:v{version}") as server:
+            status, out = server.predict(RECORDS)
+        assert status == 200 and out["model_version"] == version
         assert [p["label"] for p in out["predictions"]] == [0, 1]
         assert all(abs(sum(p["scores"].values()) - 1) < 1e-5 for p in out["predictions"])
+
+
+@pytest.fixture(scope="module")
+def served_v1(bentos):
+    with Server(bentos, "ml_lifecycle:v1") as server:
+        yield server
+
+
+def _pyfunc(project: Path, version: str):
+    import ml_lifecycle as ml
+    from ml_lifecycle import tracking
+    tracking.connect(ml.load_settings(project / "settings.ini", env={}))
+    return tracking.load_pyfunc(f"models:/demo_model/{version}")
+
+
+def test_one_bad_row_is_rejected_identically_at_all_three_enforcement_points(demo_runs, served_v1):
+    import pandas as pd
+
+    import ml_lifecycle as ml
+    project, *_ = demo_runs
+    contract = ml.load_contract(project / "contracts" / "credit_default.yaml")
+    bad = {**RECORDS[0], "age": 130, "region": "atlantis"}
+    expected = {("age", "max <= 100"), ("region", "allowed ['east', 'north', 'south', 'west']")}
+
+    # 1. the batch validator, on the row as a table (target and key added; table-level row counts left out)
+    report = ml.validate(pd.DataFrame([{**bad, "customer_id": 1, "defaulted": 0}]), contract)
+    assert {(v.column, v.rule) for v in report.errors if v.column != "*"} == expected
+
+    # 2. the running service: the pydantic model compiled from the contract, a 422 naming column and rule
+    status, body = served_v1.predict([RECORDS[1], bad])
+    assert status == 422 and body["model_version"] == "1"
+    assert {(v["column"], v["rule"]) for v in body["violations"]} == expected
+    assert all(v["examples"][0]["row"] == 1 for v in body["violations"])
+
+    # 3. the logged MLflow model (signature from the contract, contract checked by its pyfunc predict)
+    with pytest.raises(ml.ContractViolation) as err:
+        _pyfunc(project, "1").predict(pd.DataFrame([bad]))
+    assert {(v.column, v.rule) for v in err.value.violations} == expected
+
+
+def test_served_predictions_equal_batch_scoring(demo_runs, served_v1):
+    import pandas as pd
+
+    import ml_lifecycle as ml
+    project, *_ = demo_runs
+    rows = ml.read_table(project / "data" / "demo.csv").sample(40, random_state=1)
+    records = json.loads(rows.drop(columns=["defaulted"]).to_json(orient="records"))
+    batch = _pyfunc(project, "1").predict(pd.DataFrame(records))
+    status, body = served_v1.predict(records)
+    assert status == 200 and len(body["predictions"]) == 40
+    served = pd.DataFrame([p["scores"] for p in body["predictions"]])[list(batch.columns)]
+    assert (served.to_numpy() == batch.to_numpy()).all()  # identical, not merely close
+
+
+@pytest.mark.parametrize("body, rule", [
+    (b'{"records": []}', "rows >= 1"),
+    (b'{"records": [{"age": NaN}]}', "finite"),
+    (b'{"records": [{"age": "40"}]}', "dtype int"),
+])
+def test_malformed_requests_get_a_422_naming_the_rule(served_v1, body, rule):
+    status, out = served_v1.post("/predict", body)
+    assert status == 422 and rule in {v["rule"] for v in out["violations"]}, out
+
+
+def test_openapi_documents_the_contract_request_type(served_v1):
+    with urllib.request.urlopen(f"http://127.0.0.1:{served_v1.port}/docs.json", timeout=10) as r:
+        doc = json.loads(r.read())
+    text = json.dumps(doc)
+    assert "CreditDefaultRecord" in text and '"maximum": 100' in text and "atlantis" not in text
