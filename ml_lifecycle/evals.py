@@ -118,12 +118,13 @@ def check_gates(metrics: dict[str, float], gates: tuple[Gate, ...], task: str) -
     return Verdict(tuple(results))
 
 # %% ../nbs/09_evals.ipynb #c011
-def contract_gate(champion: Contract | None, contract: Contract, champion_version: str = "") -> GateResult | None:
-    """The gate 'no breaking change against the champion's contract'; None when there is no champion."""
+def contract_gate(champion: tuple[str, Contract] | None, contract: Contract) -> GateResult | None:
+    """The gate 'no breaking change against the champion's contract'; `champion` is (version, contract) as
+    `registry.champion_contract` returns it, None when there is no champion (then there is no gate)."""
     if champion is None:
         return None
-    breaking = breaking_changes(champion, contract)
-    where = f"champion v{champion_version} " if champion_version else "champion "
-    return GateResult(f"contract compatible with {where}({champion.name} v{champion.version})",
+    version, old = champion
+    breaking = breaking_changes(old, contract)
+    return GateResult(f"contract compatible with champion v{version} ({old.name} v{old.version})",
                       "contract.breaking_changes", float(len(breaking)), 0.0, not breaking,
                       "; ".join(f"{c.column}: {c.what}" for c in breaking))

@@ -101,8 +101,7 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
 
-def violations_from_errors(errors: Sequence[Mapping[str, Any]], contract: Contract, rows: int = 1,
-                           row_offset: int = 0) -> list[Violation]:
+def violations_from_errors(errors: Sequence[Mapping[str, Any]], contract: Contract, rows: int = 1) -> list[Violation]:
     """Turn pydantic errors (loc = (column,) or (row, column)) into contract violations, grouped by rule."""
     specs = {c.name: c for c in request_columns(contract)}
     grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -118,7 +117,7 @@ def violations_from_errors(errors: Sequence[Mapping[str, Any]], contract: Contra
         rule = rule_text(spec, kind) if spec is not None else (
             "unexpected column" if kind == "unexpected" else e.get("msg", kind))
         value = None if kind == "present" else _plain(e.get("input"))
-        grouped.setdefault((column, kind, rule), []).append({"row": row + row_offset, "value": value})
+        grouped.setdefault((column, kind, rule), []).append({"row": row, "value": value})
     out = []
     for (column, kind, rule), examples in grouped.items():
         rows_hit = sorted({ex["row"] for ex in examples})

@@ -129,12 +129,15 @@ def log_model(run_id: str, model: Any, contract: Contract, tags: Mapping[str, st
     quiet = logging.getLogger("mlflow.pyfunc")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # "a Python object as python_model is cloudpickled": we know, on purpose
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "no input example": the signature comes from the contract
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=ContractModel(model, contract), signature=model_signature(contract, classes),
-            pip_requirements=_requirements(), code_paths=[_package_dir()], tags=dict(tags or {}))
-    quiet.setLevel(level)
+    try:
+        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "no input example": the signature comes from the contract
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=ContractModel(model, contract),
+                signature=model_signature(contract, classes), pip_requirements=_requirements(),
+                code_paths=[_package_dir()], tags=dict(tags or {}))
+    finally:
+        quiet.setLevel(level)
     # as text: MLflow's log_dict would sort the YAML keys, and the contract's column order is the feature order
     MlflowClient().log_text(run_id, yaml.safe_dump(contract.to_dict(), sort_keys=False), "contract/contract.yaml")
     return {"run_id": run_id, "model_uri": info.model_uri, "model_id": info.model_id}
