@@ -21,14 +21,15 @@ _EXPORTS = {
     "features": ["FeatureSpec", "build_features"],
     "training": ["train_model", "xy", "model_params", "experiment_features"],
     "evals": ["predict", "compute_metrics", "check_gates", "contract_gate", "Verdict"],
-    "registry": ["register_model", "alias_version", "champion_contract"],
+    "registry": ["register_model", "alias_version", "champion_contract", "resolve_version", "history"],
+    "promotion": ["evaluate_model", "promote", "rollback"],
     "pipeline": ["load_pipeline"],
     "runner": ["run_pipeline"],
     "scaffold": ["init_project"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 _MODULES = ("errors", "settings", "files", "data", "contracts", "schemas", "quality", "features", "training", "evals",
-            "tracking", "registry", "pipeline", "kernels", "runner", "sweep", "scaffold", "serving", "packaging", "cli")
+            "tracking", "registry", "promotion", "pipeline", "kernels", "runner", "sweep", "scaffold", "serving", "packaging", "cli")
 
 __all__ = [
     "Contract",
@@ -61,8 +62,10 @@ __all__ = [
     "compute_metrics",
     "contract_gate",
     "diff_contracts",
+    "evaluate_model",
     "experiment_features",
     "fingerprint",
+    "history",
     "infer_contract",
     "init_project",
     "load_contract",
@@ -72,9 +75,12 @@ __all__ = [
     "model_params",
     "model_signature",
     "predict",
+    "promote",
     "read_table",
     "register_model",
     "request_model",
+    "resolve_version",
+    "rollback",
     "run_pipeline",
     "save_contract",
     "split",

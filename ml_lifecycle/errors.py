@@ -122,11 +122,13 @@ class TrainingError(LifecycleError):
 
 
 class GateFailed(LifecycleError):
-    """A model failed one or more promotion gates."""
+    """A model failed one or more promotion gates; `failed` holds each failed gate's result, `verdict` all of them."""
 
-    def __init__(self, failed: Sequence[Any]):
-        self.failed = tuple(failed)
-        super().__init__("gates failed: " + "; ".join(str(g) for g in self.failed))
+    def __init__(self, failed: Sequence[Any], what: str = "the model", hint: str = "", verdict: Any = None):
+        self.failed, self.verdict = tuple(failed), verdict
+        parts = [f"{getattr(g, 'gate', g)} (value {getattr(g, 'value', '?'):.4g})" if hasattr(g, "value") else str(g)
+                 for g in self.failed]
+        super().__init__(f"{what} failed {len(parts)} gate(s): " + "; ".join(parts) + (f". {hint}" if hint else ""))
 
 
 class RegistryError(LifecycleError):

@@ -17,7 +17,7 @@ from .errors import LifecycleError
 from .files import atomic_write_text
 
 # %% auto #0
-__all__ = ['DEFAULT_GATES', 'EXPERIMENT_TEMPLATE', 'render_settings', 'pipeline_templates', 'init_project']
+__all__ = ['DEFAULT_GATES', 'BENTOFILE_TEMPLATE', 'EXPERIMENT_TEMPLATE', 'render_settings', 'pipeline_templates', 'init_project']
 
 # %% ../nbs/16_scaffold.ipynb #c005
 DEFAULT_GATES = {"binary": "min_roc_auc = 0.6", "multiclass": "min_balanced_accuracy = {chance}",
@@ -87,6 +87,9 @@ host = 127.0.0.1
 port = 3000
 max_batch_rows = 1000
 max_body_bytes = 1048576
+# the BentoML build file, and the pointer to the deployed Bento (moved by promote and rollback)
+bentofile = bentofile.yaml
+deployment = deploy/champion.json
 
 [pipeline]
 # modules imported once into a zygote process; every step's fresh kernel is forked from it, imports done
@@ -106,6 +109,32 @@ ks_pvalue = 0.01
 """
 
 # %% ../nbs/16_scaffold.ipynb #c008
+BENTOFILE_TEMPLATE = """\
+# BentoML build file of the project's model service.
+# Build with `ml-lifecycle package [VERSION|--alias champion]`: it names the Bento after the registered model,
+# versions it v<model version>, and passes the exact model tag as a Bento argument (--arg model_tag=...), so a
+# built Bento always serves the model it was built for. The build context is this file plus the installed
+# ml_lifecycle package.
+service: "ml_lifecycle.serving:ModelService"
+name: ml_lifecycle
+description: "Serves one registered model version, pinned at build time, behind its data contract."
+include:
+  - "ml_lifecycle/*.py"
+python:
+  # offline builds: locking resolves against the network, so the pins below are applied as they are
+  lock_packages: false
+  packages:
+    - "scikit-learn==1.9.1"
+    - "pandas==3.1.1"
+    - "numpy"
+    - "scipy"
+    - "cloudpickle"
+    - "pyyaml"
+    - "pydantic>=2.14,<3"
+docker:
+  python_version: "3.11"
+"""
+
 EXPERIMENT_TEMPLATE = """\
 # Experiment config. `features` builds the scikit-learn feature pipeline from the contract's columns;
 # it is fitted on the training split only and logged inside the model, so serving applies the same transforms.
@@ -158,5 +187,6 @@ def init_project(dest: str | os.PathLike, data: str | os.PathLike | None = None,
     atomic_write_text(dest / "settings.ini", render_settings(name, f"data/{data_name}", f"contracts/{name}.yaml",
                                                              contract.task, n_classes))
     atomic_write_text(dest / "experiment.yaml", EXPERIMENT_TEMPLATE)
-    atomic_write_text(dest / ".gitignore", "runs/\nmlruns/\nmlartifacts/\nmlflow.db\nlogs/\n")
+    atomic_write_text(dest / "bentofile.yaml", BENTOFILE_TEMPLATE)
+    atomic_write_text(dest / ".gitignore", "runs/\nmlruns/\nmlartifacts/\nmlflow.db\nlogs/\ndeploy/\n")
     return dest

@@ -106,6 +106,8 @@ class ServingSettings:
     port: int = 3000
     max_batch_rows: int = 1000
     max_body_bytes: int = 1_048_576
+    bentofile: Path = Path("bentofile.yaml")  # the BentoML build file of the project
+    deployment: Path = Path("deploy/champion.json")  # pointer to the deployed Bento, moved by promote/rollback
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,16 @@
 """Shared helpers: run the real `ml-lifecycle` command, copy the demo project into a temp folder."""
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -26,9 +30,9 @@ def cli(*args: str | os.PathLike, cwd: Path | None = None, env: dict[str, str] |
 
 
 def copy_demo_project(dest: Path) -> Path:
-    """Copy the repo's demo project (settings, contract, data, pipelines) to `dest`."""
+    """Copy the repo's demo project (settings, experiment, bentofile, contract, data, pipelines) to `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
-    for f in ("settings.ini", "experiment.yaml"):
+    for f in ("settings.ini", "experiment.yaml", "bentofile.yaml"):
         shutil.copy(REPO / f, dest / f)
     for d in ("contracts", "data", "pipelines"):
         shutil.copytree(REPO / d, dest / d, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
@@ -68,3 +72,38 @@ def wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise
             time.sleep(0.5)
+
+
+class Server:
+    """A server command (`bentoml serve ...`, `ml-lifecycle serve ...`) on 127.0.0.1 and a free port, stopped by
+    process group on exit; requests are bounded by a timeout."""
+
+    def __init__(self, env: dict, cmd: list, cwd: Path | None = None):
+        self.port = free_port()
+        self.proc = subprocess.Popen([*map(str, cmd), "--port", str(self.port)], env=env, cwd=cwd,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def __enter__(self) -> Server:
+        try:
+            wait_for_http(f"http://127.0.0.1:{self.port}/readyz", self.proc, timeout=90)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+    def post(self, path: str, body: bytes) -> tuple[int, dict]:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method="POST", data=body,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def predict(self, records: list) -> tuple[int, dict]:
+        return self.post("/predict", json.dumps({"records": records}).encode())

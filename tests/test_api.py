@@ -19,6 +19,8 @@ PUBLIC = [
     # issue 4: contracts, schemas, data-quality checks, features
     "DataQualityFailed", "diff_contracts", "request_model", "model_signature", "split_data", "check_quality",
     "experiment_features", "contract_gate", "champion_contract",
+    # issue 6 (registry part): one judgement for evaluate and promote; history; rollback
+    "resolve_version", "history", "evaluate_model", "promote", "rollback",
 ]
 
 
@@ -45,3 +47,8 @@ def test_every_module_is_exported_from_a_numbered_notebook():
     for mod in modules:
         assert mod.stem in notebooks, f"{mod.name} has no notebook in nbs/"
         assert f"File to edit: ../nbs/{notebooks[mod.stem].name}" in mod.read_text(), mod.name
+
+
+def test_the_repo_bentofile_is_the_one_init_writes():
+    from ml_lifecycle.scaffold import BENTOFILE_TEMPLATE
+    assert (PKG.parent / "bentofile.yaml").read_text() == BENTOFILE_TEMPLATE

@@ -122,3 +122,15 @@ def test_a_contract_that_breaks_the_champions_is_a_failed_gate(demo_project):
     gate = next(g for g in verdict["results"] if g["metric"] == "contract.breaking_changes")
     assert not gate["passed"] and gate["detail"] == "age: max 100 -> 90 (narrowed)"
     assert gate["gate"] == "contract compatible with champion v1 (credit_default v1)"
+    # registering it as champion needs the same --force --reason as any failed gate, and is recorded
+    r = cli("promote", "2", "--no-deploy", cwd=demo_project)
+    assert r.returncode == 1 and "version 2 of 'demo_model' failed 1 gate(s): contract compatible with champion v1" \
+        in r.stderr and "--force --reason" in r.stderr, r.stderr
+    assert "FAIL  contract compatible with champion v1" in r.stdout and "age: max 100 -> 90 (narrowed)" in r.stdout
+    assert cli("promote", "2", "--force", "--no-deploy", cwd=demo_project).returncode == 1  # no reason: refused
+    r = cli("promote", "2", "--force", "--reason", "age > 90 is out of scope now", "--no-deploy", cwd=demo_project)
+    assert r.returncode == 0 and "champion: v1 -> v2  FORCED" in r.stdout, r.stdout + r.stderr
+    events = [json.loads(line) for line in cli("history", "--json", cwd=demo_project).stdout.splitlines()]
+    assert [(e["action"], e["from_version"], e["to_version"], e["forced"]) for e in events] == \
+        [("promote", None, "1", False), ("promote", "1", "2", True)]
+    assert events[1]["reason"] == "age > 90 is out of scope now" and not events[1]["verdict"]["passed"]

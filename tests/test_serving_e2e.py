@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, free_port, wait_for_http
+from conftest import Server
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -20,10 +19,11 @@ BIN = Path(sys.executable).parent
 BUILD = """
 import sys
 import ml_lifecycle as ml
-from ml_lifecycle.packaging import build_bento, resolve_version
+from ml_lifecycle.packaging import build_bento
+from ml_lifecycle.registry import resolve_version
 s = ml.load_settings("settings.ini")
 for v in sys.argv[1:]:
-    print(build_bento(s, resolve_version(s, version=v), sys.argv[0]))
+    print(build_bento(s, resolve_version(s, version=v)))
 """
 
 
@@ -32,57 +32,24 @@ def bentos(demo_runs, tmp_path_factory):
     """Bentos for demo versions 1 and 2, in a throw-away BentoML home."""
     project, *_ = demo_runs
     env = {**os.environ, "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")), "BENTOML_DO_NOT_TRACK": "True"}
-    r = subprocess.run([sys.executable, "-c", BUILD.replace("sys.argv[0]", repr(str(REPO / "bentofile.yaml"))),
-                        "1", "2"], cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-c", BUILD, "1", "2"], cwd=project, env=env, capture_output=True, text=True,
+                       timeout=600)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["ml_lifecycle:v1", "ml_lifecycle:v2"]
+    assert r.stdout.split() == ["demo_model:v1", "demo_model:v2"]
     return env
 
 
 def test_bento_pins_its_model_and_carries_labels(bentos):
     home = Path(bentos["BENTOML_HOME"])
     for version in ("1", "2"):
-        bento = yaml.safe_load((home / "bentos" / "ml_lifecycle" / f"v{version}" / "bento.yaml").read_text())
+        bento = yaml.safe_load((home / "bentos" / "demo_model" / f"v{version}" / "bento.yaml").read_text())
         assert bento["labels"]["model_version"] == version and bento["labels"]["contract_version"] == "1"
+        assert bento["labels"]["alias"] == "none" and bento["labels"]["git_commit"] == "none"  # not a git repo
         assert len(bento["labels"]["mlflow_run_id"]) == 32
         model_tag = bento["args"]["model_tag"]
         assert model_tag.startswith("demo_model:")
         assert [m["tag"] for m in bento["services"][0]["models"]] == [model_tag]
-        assert (home / "bentos" / "ml_lifecycle" / f"v{version}" / "env" / "docker" / "Dockerfile").is_file()
-
-
-class Server:
-    """`bentoml serve TAG` on 127.0.0.1, stopped by process group on exit."""
-
-    def __init__(self, env: dict, tag: str):
-        self.port = free_port()
-        self.proc = subprocess.Popen([str(BIN / "bentoml"), "serve", tag, "--host", "127.0.0.1", "--port",
-                                      str(self.port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-
-    def __enter__(self) -> Server:
-        try:
-            wait_for_http(f"http://127.0.0.1:{self.port}/readyz", self.proc, timeout=90)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
-
-    def post(self, path: str, body: bytes) -> tuple[int, dict]:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method="POST", data=body,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-
-    def predict(self, records: list) -> tuple[int, dict]:
-        return self.post("/predict", json.dumps({"records": records}).encode())
+        assert (home / "bentos" / "demo_model" / f"v{version}" / "env" / "docker" / "Dockerfile").is_file()
 
 
 RECORDS = [
@@ -96,7 +63,7 @@ RECORDS = [
 def test_each_bento_serves_exactly_its_version(bentos):
     # version 2 is newer in both the registry and the BentoML model store; the v1 Bento must still serve v1
     for version in ("1", "2"):
-        with Server(bentos, f"ml_lifecycle:v{version}") as server:
+        with Server(bentos, [BIN / "bentoml", "serve", f"demo_model:v{version}", "--host", "127.0.0.1"]) as server:
             status, out = server.predict(RECORDS)
         assert status == 200 and out["model_version"] == version
         assert [p["label"] for p in out["predictions"]] == [0, 1]
@@ -105,7 +72,7 @@ def test_each_bento_serves_exactly_its_version(bentos):
 
 @pytest.fixture(scope="module")
 def served_v1(bentos):
-    with Server(bentos, "ml_lifecycle:v1") as server:
+    with Server(bentos, [BIN / "bentoml", "serve", "demo_model:v1", "--host", "127.0.0.1"]) as server:
         yield server
 
 

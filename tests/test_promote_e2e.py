@@ -1,0 +1,74 @@
+"""The promotion drill: promote a worse model by force, serve it, roll back, serve the previous one again."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import CLI, Server, cli
+
+pytestmark = pytest.mark.slow
+WORSE = {"ML_LIFECYCLE_GATES__MIN_ROC_AUC": "0.99"}  # the gate demo version 2 failed in its pipeline run
+RECORD = {"age": 40, "income": 52000.0, "debt_ratio": 0.3, "credit_lines": 5, "late_payments": 0,
+          "tenure_months": 100, "region": "north", "employment": "salaried"}
+
+
+@pytest.fixture
+def drill(demo_runs, tmp_path):
+    """A private copy of the demo project after its two runs (v1 champion, v2 failed the gate) and a BentoML home."""
+    project, *_ = demo_runs
+    dest = shutil.copytree(project, tmp_path / "drill", ignore=shutil.ignore_patterns("runs"))
+    env = {"BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
+    return Path(dest), env
+
+
+def _served_version(project: Path, env: dict) -> str:
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("ML_LIFECYCLE_")}, **env}
+    with Server(full, [CLI, "serve"], cwd=project) as server:
+        status, body = server.predict([RECORD])
+    assert status == 200, body
+    return body["model_version"]
+
+
+def test_promote_force_serve_rollback_serve(drill):
+    project, env = drill
+    r = cli("promote", "2", cwd=project, env={**env, **WORSE})
+    assert r.returncode == 1 and "failed 1 gate(s): roc_auc >= 0.99" in r.stderr and "Traceback" not in r.stderr
+    assert not (project / "deploy" / "champion.json").exists()
+
+    r = cli("promote", "2", "--force", "--reason", "drill: ship v2 anyway", cwd=project, env={**env, **WORSE})
+    assert r.returncode == 0 and "champion: v1 -> v2  FORCED" in r.stdout, r.stdout + r.stderr
+    assert json.loads((project / "deploy" / "champion.json").read_text())["bento"] == "demo_model:v2"
+    assert _served_version(project, env) == "2"
+
+    r = cli("rollback", "--reason", "v2 is worse", cwd=project, env=env)
+    assert r.returncode == 0 and "champion: v2 -> v1" in r.stdout, r.stdout + r.stderr
+    assert json.loads((project / "deploy" / "champion.json").read_text())["bento"] == "demo_model:v1"
+    assert _served_version(project, env) == "1"
+
+    r = cli("history", cwd=project, env=env)
+    lines = [line for line in r.stdout.splitlines() if "champion:" in line]
+    assert len(lines) == 3 and "champion now: v1" in r.stdout and "deployed: Bento demo_model:v1" in r.stdout
+    assert "(none) -> v1" in lines[0] and "gates passed" in lines[0]
+    assert "v1 -> v2" in lines[1] and "FORCED" in lines[1] and 'reason: "drill: ship v2 anyway"' in lines[1]
+    assert "rollback" in lines[2] and "v2 -> v1" in lines[2] and 'reason: "v2 is worse"' in lines[2]
+    assert "warning" not in r.stdout
+
+    r = cli("rollback", cwd=project, env=env)  # v1 was the first champion: nothing earlier
+    assert r.returncode == 1 and r.stderr.startswith("error: version 1 is the first champion")
+
+
+def test_package_labels_and_serve_errors(drill):
+    project, env = drill
+    r = cli("package", "--alias", "champion", cwd=project, env=env)
+    assert r.returncode == 0, r.stderr
+    for label in ("alias = champion", "model_version = 1", "contract_version = 1", "git_commit = none",
+                  "mlflow_run_id = "):
+        assert f"label {label}" in r.stdout, r.stdout
+    context = Path(r.stdout.split("build context: ")[1].split()[0])
+    assert (context / "env" / "docker" / "Dockerfile").is_file() and (context / "bento.yaml").is_file()
+    assert cli("package", "9", cwd=project, env=env).stderr == \
+        "error: model 'demo_model' has no version 9 (versions: 1, 2)\n"
+    assert cli("serve", "nope:v1", cwd=project, env=env).stderr.startswith("error: no Bento 'nope:v1'")
