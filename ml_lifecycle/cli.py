@@ -314,8 +314,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise LifecycleError(f"no Bento '{tag}' in the BentoML store: build it with `ml-lifecycle package`") from exc
     host, port = settings.serving.host, args.port or settings.serving.port
     exe = str(Path(sys.executable).parent / "bentoml")
-    _say(f"serving {tag} on http://{host}:{port}  (POST /predict, GET /healthz /readyz /docs.json; Ctrl-C stops it)")
-    os.execve(exe, [exe, "serve", tag, "--host", host, "--port", str(port)], bentoml_env())
+    _say(f"serving {tag} on http://{host}:{port}  (POST /predict, /predict_one; GET /healthz /readyz /docs.json; "
+         "Ctrl-C stops it)")
+    log = settings.path(settings.monitoring.prediction_log)
+    _say(f"prediction log: {log}")
+    os.execve(exe, [exe, "serve", tag, "--host", host, "--port", str(port)],
+              bentoml_env(ML_LIFECYCLE_MONITORING__PREDICTION_LOG=str(log)))
     return 0  # not reached: the server replaced this process
 
 # %% ../nbs/99_cli.ipynb #c011

@@ -112,7 +112,8 @@ def build_bento(settings: Settings, version: str, alias: str = "") -> str:
         bentofile = _build_context(settings.path(settings.serving.bentofile), Path(ctx))
         cmd = [str(Path(sys.executable).parent / "bentoml"), "build", ctx, "-f", str(bentofile),
                "--name", bento_name(settings), "--version", f"v{version}", "--arg", f"model_tag={model_tag}",
-               "--arg", f"max_batch_rows={settings.serving.max_batch_rows}", "-o", "tag",
+               "--arg", f"max_batch_rows={settings.serving.max_batch_rows}",
+               "--arg", f"max_body_bytes={settings.serving.max_body_bytes}", "-o", "tag",
                *[a for k, v in labels.items() for a in ("--label", f"{k}={v}")]]
         done = subprocess.run(cmd, capture_output=True, text=True, env=bentoml_env())
     if done.returncode:

@@ -6,8 +6,14 @@
 from __future__ import annotations
 
 import gc
+import json
+import os
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -22,8 +28,8 @@ from .errors import ContractViolation, LifecycleError
 from .schemas import parse_records, request_model
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'ARGS', 'Records', 'predict_records', 'respond', 'records_type', 'ServiceArgs',
-           'ModelService']
+__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'ARGS', 'LOG_ENV', 'Records', 'OneRecord', 'predict_records', 'respond', 'records_type',
+           'record_type', 'PredictionLog', 'read_prediction_log', 'BodyLimit', 'ServiceArgs', 'ModelService']
 
 # %% ../nbs/17_serving.ipynb #c005
 MODEL_FILE, CONTRACT_FILE = "model.pkl", "contract.yaml"
@@ -72,14 +78,115 @@ def records_type(contract: Contract | None, max_rows: int = 1000) -> Any:
     schema = {"type": "array", "items": item, "minItems": 1, "maxItems": max_rows}
     return Annotated[list[Any], WithJsonSchema(schema)]
 
+
+def record_type(contract: Contract | None) -> Any:
+    """The `record` type of `/predict_one`: any JSON value (checked by `respond`), documented as one record."""
+    if contract is None:
+        return Any
+    return Annotated[Any, WithJsonSchema(request_model(contract).model_json_schema())]
+
 # %% ../nbs/17_serving.ipynb #c011
+class PredictionLog:
+    """Append-only JSONL log of served requests."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # open for the service's life
+        self._lock = threading.Lock()
+
+    def write(self, endpoint: str, status: int, model_version: str, latency_ms: float, inputs: Any,
+              body: dict[str, Any]) -> None:
+        entry = {"ts": datetime.now(UTC).isoformat(timespec="microseconds"), "endpoint": endpoint, "status": status,
+                 "model_version": model_version, "latency_ms": round(latency_ms, 3), "inputs": inputs,
+                 "outputs": body.get("predictions", body.get("prediction")) if status == 200 else None,
+                 "violations": body.get("violations") if status != 200 else None}
+        line = json.dumps(entry, default=str, allow_nan=True) + "\n"
+        with self._lock:
+            self._file.write(line)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def read_prediction_log(path: str | os.PathLike) -> pd.DataFrame:
+    """The prediction log as a frame (one row per request); a torn last line is skipped."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return pd.DataFrame(rows, columns=["ts", "endpoint", "status", "model_version", "latency_ms", "inputs",
+                                       "outputs", "violations"])
+
+# %% ../nbs/17_serving.ipynb #c014
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` gets a 413 and never reaches the service."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def _refuse(self, send: Any, status: int, message: str) -> None:
+        body = json.dumps({"error": message}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _drain(self, receive: Any, n: int) -> None:
+        """Read and discard a refused body (up to 64 MiB), so that a client that writes it whole reads the 413."""
+        if n > 64 * 2 ** 20:
+            return
+        while True:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                n = int(length)
+            except ValueError:
+                return await self._refuse(send, 400, f"bad Content-Length header: {length[:40]!r}")
+            if n > self.max_bytes:
+                await self._drain(receive, n)
+                return await self._refuse(send, 413, f"request body is {n} bytes; the limit is {self.max_bytes} "
+                                                     "(max_body_bytes)")
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0
+        while True:  # no length given: read at most max_bytes + 1, then decide
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._refuse(send, 413, f"request body exceeds the limit of {self.max_bytes} bytes "
+                                                     "(max_body_bytes)")
+            if not message.get("more_body"):
+                break
+        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replayed() -> dict:
+            return replay.pop() if replay else await receive()
+        await self.app(scope, replayed, send)
+
+# %% ../nbs/17_serving.ipynb #c017
 class ServiceArgs(BaseModel):
     """Bento arguments, fixed at `bentoml build --arg model_tag=...` and re-applied at serve time."""
     model_tag: str = ""
     max_batch_rows: int = 1000
+    max_body_bytes: int = 1_048_576
+    prediction_log: str = "logs/predictions.jsonl"  # relative to the server's working directory; "off" disables
 
 
 ARGS = bentoml.use_arguments(ServiceArgs)
+LOG_ENV = "ML_LIFECYCLE_MONITORING__PREDICTION_LOG"  # the settings override of [monitoring] prediction_log
 
 
 def _stored_contract(tag: str) -> Contract | None:
@@ -93,7 +200,8 @@ def _stored_contract(tag: str) -> Contract | None:
         return None  # documented as a plain list; requests are still checked against the contract in __init__
 
 
-Records = records_type(_stored_contract(ARGS.model_tag), ARGS.max_batch_rows)
+_CONTRACT = _stored_contract(ARGS.model_tag)
+Records, OneRecord = records_type(_CONTRACT, ARGS.max_batch_rows), record_type(_CONTRACT)
 
 
 @bentoml.service(name="ml_lifecycle", workers=1, traffic={"timeout": 30})
@@ -104,20 +212,43 @@ class ModelService:
 
     def __init__(self) -> None:
         if self.bento_model is None:
-            raise LifecycleError("no model_tag argument: build the Bento with "
-                                 "`bentoml build --arg model_tag=<name:version>` (ml_lifecycle.packaging does)")
+            raise LifecycleError("no model_tag argument: build the Bento with `ml-lifecycle package` "
+                                 "(it passes `bentoml build --arg model_tag=<name:version>`)")
         with open(self.bento_model.path_of(MODEL_FILE), "rb") as f:
             self.model = cloudpickle.load(f)
         with open(self.bento_model.path_of(CONTRACT_FILE)) as f:
             self.contract = contract_from_dict(yaml.safe_load(f), CONTRACT_FILE)
         self.record_model = request_model(self.contract)
         self.model_version = self.bento_model.info.labels.get("model_version", "")
+        where = os.environ.get(LOG_ENV) or ARGS.prediction_log
+        self.log = None if where == "off" else PredictionLog(where)
         gc.collect()
         gc.freeze()
 
-    @bentoml.api
-    def predict(self, records: Records) -> dict[str, Any]:
-        """Predict for a list of records (the contract's feature columns); the response names the model version."""
+    def _answer(self, endpoint: str, records: Any, one: bool = False) -> Any:
+        t0 = time.perf_counter()
         status, body = respond(self.model, self.contract, self.record_model, records, self.model_version,
                                ARGS.max_batch_rows)
+        if one and status == 200:
+            body = {"model_version": self.model_version, "prediction": body["predictions"][0]}
+        if self.log is not None:
+            self.log.write(endpoint, status, self.model_version, (time.perf_counter() - t0) * 1000, records, body)
         return body if status == 200 else JSONResponse(body, status_code=status)
+
+    @bentoml.api
+    def predict(self, records: Records) -> dict[str, Any]:
+        """Predict for a batch of records (the contract's feature columns); the response names the model version."""
+        return self._answer("predict", records)
+
+    @bentoml.api
+    def predict_one(self, record: OneRecord) -> dict[str, Any]:
+        """Predict for one record; the response names the model version."""
+        return self._answer("predict_one", [record], one=True)
+
+    @bentoml.on_shutdown
+    def close_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+ModelService.add_asgi_middleware(BodyLimit, max_bytes=ARGS.max_body_bytes)

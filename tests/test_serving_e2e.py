@@ -31,7 +31,8 @@ for v in sys.argv[1:]:
 def bentos(demo_runs, tmp_path_factory):
     """Bentos for demo versions 1 and 2, in a throw-away BentoML home."""
     project, *_ = demo_runs
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")), "BENTOML_DO_NOT_TRACK": "True"}
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")), "BENTOML_DO_NOT_TRACK": "True",
+           "ML_LIFECYCLE_MONITORING__PREDICTION_LOG": str(tmp_path_factory.mktemp("logs") / "predictions.jsonl")}
     r = subprocess.run([sys.executable, "-c", BUILD, "1", "2"], cwd=project, env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr
@@ -137,3 +138,32 @@ def test_openapi_documents_the_contract_request_type(served_v1):
         doc = json.loads(r.read())
     text = json.dumps(doc)
     assert "CreditDefaultRecord" in text and '"maximum": 100' in text and "atlantis" not in text
+
+
+def test_one_record_endpoint_health_and_body_limit(served_v1):
+    status, out = served_v1.post("/predict_one", json.dumps({"record": RECORDS[1]}).encode())
+    assert status == 200 and out["model_version"] == "1" and out["prediction"]["label"] == 1, out
+    status, out = served_v1.post("/predict_one", json.dumps({"record": [RECORDS[1]]}).encode())
+    assert status == 422 and "record must be a JSON object" in json.dumps(out), out
+    for path in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{served_v1.port}{path}", timeout=10) as r:
+            assert r.status == 200
+    huge = json.dumps({"records": [RECORDS[0]] * 12000}).encode()  # ~2 MB, over the 1 MiB default
+    status, out = served_v1.post("/predict", huge)
+    assert status == 413 and out["error"] == f"request body is {len(huge)} bytes; the limit is 1048576 (max_body_bytes)"
+
+
+def test_every_request_is_in_the_prediction_log_after_a_normal_stop(bentos, tmp_path):
+    from ml_lifecycle.serving import read_prediction_log
+    log = tmp_path / "predictions.jsonl"
+    env = {**bentos, "ML_LIFECYCLE_MONITORING__PREDICTION_LOG": str(log)}
+    with Server(env, [BIN / "bentoml", "serve", "demo_model:v2", "--host", "127.0.0.1"]) as server:
+        for _ in range(3):
+            assert server.predict(RECORDS)[0] == 200
+        assert server.predict([{**RECORDS[0], "age": 130}])[0] == 422
+        assert server.post("/predict_one", json.dumps({"record": RECORDS[0]}).encode())[0] == 200
+    logged = read_prediction_log(log)  # the server has stopped (SIGTERM): everything must be there
+    assert list(logged["status"]) == [200, 200, 200, 422, 200] and set(logged["model_version"]) == {"2"}
+    assert list(logged["endpoint"]) == ["predict"] * 4 + ["predict_one"]
+    assert logged["inputs"][0] == RECORDS and len(logged["outputs"][0]) == 2 and logged["outputs"][3] is None
+    assert logged["violations"][3][0]["column"] == "age" and (logged["latency_ms"] > 0).all()
