@@ -276,12 +276,20 @@ def cmd_package(args: argparse.Namespace) -> int:
 
     from ml_lifecycle.packaging import build_bento, deploy
     from ml_lifecycle.registry import resolve_version
+    if args.fraction is not None and not args.canary:
+        raise LifecycleError("--fraction is the canary's share of requests: it needs --canary VERSION")
+    if args.deploy and (args.shadow or args.canary):
+        raise LifecycleError("--deploy deploys a single version; serve a shadow or canary Bento by its tag")
     settings = _settings(args)
     version = resolve_version(settings, version=args.version, alias=args.alias)
     aliases = args.alias or ",".join(sorted(MlflowClient().get_model_version(settings.registry.model_name,
                                                                              version).aliases)) or "none"
-    _say(f"packaging version {version} of {settings.registry.model_name} ...")
-    tag = build_bento(settings, version, aliases)
+    challenger, mode = (args.shadow, "shadow") if args.shadow else (args.canary, "canary") if args.canary else (None, "single")
+    if challenger is not None:
+        challenger = resolve_version(settings, version=challenger)
+    _say(f"packaging version {version} of {settings.registry.model_name}"
+         + (f" with version {challenger} as {mode} challenger" if challenger else "") + " ...")
+    tag = build_bento(settings, version, aliases, challenger, mode, args.fraction)
     bento = bentoml.get(tag)
     _say(f"built Bento {tag}")
     for k, v in sorted(bento.info.labels.items()):
@@ -425,6 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     which_version = package.add_mutually_exclusive_group()
     which_version.add_argument("version", nargs="?", metavar="VERSION", help="registered model version number")
     which_version.add_argument("--alias", metavar="ALIAS", help="the version an alias points at (default: champion)")
+    beside = package.add_mutually_exclusive_group()
+    beside.add_argument("--shadow", metavar="VERSION",
+                        help="also load VERSION as a shadow: scored on every request, logged, never returned")
+    beside.add_argument("--canary", metavar="VERSION",
+                        help="also load VERSION as a canary: it answers --fraction of the requests")
+    package.add_argument("--fraction", type=float, metavar="F",
+                         help="canary share of requests, 0..1 (default: [serving] canary_fraction)")
     package.add_argument("--deploy", action="store_true", help="also make it the deployed Bento")
     package.add_argument("--project", **project_arg)
     package.set_defaults(func=cmd_package)

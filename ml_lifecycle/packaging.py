@@ -90,30 +90,45 @@ def _build_context(bentofile: Path, dest: Path) -> Path:
     return dest / "bentofile.yaml"
 
 
-def build_bento(settings: Settings, version: str, alias: str = "") -> str:
-    """Build (or reuse) the Bento `<model>:v<version>` serving exactly that model version.
+def build_bento(settings: Settings, version: str, alias: str = "", challenger: str | None = None,
+                mode: str = "single", fraction: float | None = None) -> str:
+    """Build (or reuse) the Bento serving exactly `version` (`<model>:v<version>`), or, in `shadow` or `canary`
+    mode, `version` with `challenger` beside it (`<model>:v<version>-<mode>-v<challenger>`).
 
     `bentoml build` runs in a fresh process: the service module must be imported *with* the `model_tag`
     argument set, so that its `BentoModel` is declared and packaged inside the Bento.
     """
-    tag = bento_tag(settings, version)
+    if (mode == "single") != (challenger is None) or mode not in ("single", "shadow", "canary"):
+        raise RegistryError(f"mode '{mode}' needs {'no' if mode == 'single' else 'a'} challenger version")
+    fraction = settings.serving.canary_fraction if fraction is None else fraction
+    if mode == "canary" and not 0 <= fraction <= 1:
+        raise RegistryError(f"canary fraction {fraction} is not between 0 and 1")
+    tag = bento_tag(settings, version) + (f"-{mode}-v{challenger}" if challenger else "")
+    wanted = {"model_name": settings.registry.model_name, "model_version": str(version),
+              "challenger_version": str(challenger or "none"), "mode": mode,
+              "canary_fraction": str(fraction if mode == "canary" else 0)}
     try:
         labels = bentoml.get(tag).info.labels
-        if (labels.get("model_name"), labels.get("model_version")) == (settings.registry.model_name, str(version)):
+        keys = ("model_name", "model_version") + (("challenger_version", "mode", "canary_fraction") if challenger else ())
+        if all(labels.get(k) == wanted[k] for k in keys):
             return tag
-        raise RegistryError(f"Bento {tag} exists but serves {labels.get('model_name')} version "
-                            f"{labels.get('model_version')}; delete it with `bentoml delete {tag}`")
+        raise RegistryError(f"Bento {tag} exists but was built differently ({labels}); "
+                            f"delete it with `bentoml delete {tag}`")
     except bentoml.exceptions.NotFound:
         pass
     model_tag = export_model(settings, version)
-    labels = {**bentoml.models.get(model_tag).info.labels, "alias": alias or "none",
+    labels = {**bentoml.models.get(model_tag).info.labels, **wanted, "alias": alias or "none",
               "git_commit": git_commit(settings.root)}
+    args = {"model_tag": model_tag, "max_batch_rows": settings.serving.max_batch_rows,
+            "max_batch_requests": settings.serving.max_batch_requests,
+            "max_body_bytes": settings.serving.max_body_bytes}
+    if challenger:
+        args.update(challenger_tag=export_model(settings, str(challenger)), mode=mode, canary_fraction=fraction)
     with tempfile.TemporaryDirectory(prefix="ml-lifecycle-bento-") as ctx:
         bentofile = _build_context(settings.path(settings.serving.bentofile), Path(ctx))
         cmd = [str(Path(sys.executable).parent / "bentoml"), "build", ctx, "-f", str(bentofile),
-               "--name", bento_name(settings), "--version", f"v{version}", "--arg", f"model_tag={model_tag}",
-               "--arg", f"max_batch_rows={settings.serving.max_batch_rows}",
-               "--arg", f"max_body_bytes={settings.serving.max_body_bytes}", "-o", "tag",
+               "--name", bento_name(settings), "--version", tag.split(":", 1)[1], "-o", "tag",
+               *[a for k, v in args.items() for a in ("--arg", f"{k}={v}")],
                *[a for k, v in labels.items() for a in ("--label", f"{k}={v}")]]
         done = subprocess.run(cmd, capture_output=True, text=True, env=bentoml_env())
     if done.returncode:

@@ -87,6 +87,10 @@ host = 127.0.0.1
 port = 3000
 max_batch_rows = 1000
 max_body_bytes = 1048576
+# adaptive batching: requests scored together in one model call, at most
+max_batch_requests = 32
+# share of requests a canary Bento (ml-lifecycle package --canary VERSION) sends to the challenger
+canary_fraction = 0.1
 # the BentoML build file, and the pointer to the deployed Bento (moved by promote and rollback)
 bentofile = bentofile.yaml
 deployment = deploy/champion.json

@@ -5,9 +5,11 @@
 # %% ../nbs/17_serving.ipynb #c003
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -28,8 +30,9 @@ from .errors import ContractViolation, LifecycleError
 from .schemas import parse_records, request_model
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'ARGS', 'LOG_ENV', 'Records', 'OneRecord', 'predict_records', 'respond', 'records_type',
-           'record_type', 'PredictionLog', 'read_prediction_log', 'BodyLimit', 'ServiceArgs', 'ModelService']
+__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'ARGS', 'LOG_ENV', 'MODES', 'Records', 'OneRecord', 'predict_records', 'rejection',
+           'check_request', 'respond', 'records_type', 'record_type', 'PredictionLog', 'read_prediction_log',
+           'BodyLimit', 'Scorer', 'ServiceArgs', 'ModelService']
 
 # %% ../nbs/17_serving.ipynb #c005
 MODEL_FILE, CONTRACT_FILE = "model.pkl", "contract.yaml"
@@ -50,23 +53,29 @@ def predict_records(model: Any, contract: Contract, records: Sequence[dict[str, 
             for row in scores]
 
 # %% ../nbs/17_serving.ipynb #c008
-def _rejected(violations: Sequence[Violation], message: str, model_version: str) -> tuple[int, dict[str, Any]]:
-    return 422, {"error": message, "model_version": model_version,
-                 "violations": [asdict(v) for v in violations]}
+def rejection(exc: ContractViolation, model_version: str) -> tuple[int, dict[str, Any]]:
+    """The 422 answer to a request that breaks the contract: every violation, in the batch validator's words."""
+    return 422, {"error": str(exc), "model_version": model_version,
+                 "violations": [asdict(v) for v in exc.violations]}
+
+
+def check_request(records: Any, contract: Contract, record_model: Any, max_rows: int = 1000) -> list[dict[str, Any]]:
+    """The request's records, validated; ContractViolation for a bad record, an empty list or too many."""
+    n = len(records) if isinstance(records, list) else 0
+    if not n or n > max_rows:
+        rule = "rows >= 1" if not n else f"rows <= {max_rows}"
+        raise ContractViolation([Violation("*", rule, n, 1.0, kind="rows")],
+                                f"request (must hold 1 to {max_rows} records, got {n})")
+    return parse_records(records, contract, record_model)
 
 
 def respond(model: Any, contract: Contract, record_model: Any, records: Any, model_version: str,
             max_rows: int = 1000) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) for a list of records: 200 with predictions, or 422 naming every violation."""
-    n = len(records) if isinstance(records, list) else 0
-    if not n or n > max_rows:
-        rule = "rows >= 1" if not n else f"rows <= {max_rows}"
-        return _rejected([Violation("*", rule, n, 1.0, kind="rows")],
-                         f"request must hold 1 to {max_rows} records, got {n}", model_version)
     try:
-        rows = parse_records(records, contract, record_model)
+        rows = check_request(records, contract, record_model, max_rows)
     except ContractViolation as exc:
-        return _rejected(exc.violations, str(exc), model_version)
+        return rejection(exc, model_version)
     return 200, {"model_version": model_version, "predictions": predict_records(model, contract, rows)}
 
 
@@ -96,11 +105,13 @@ class PredictionLog:
         self._lock = threading.Lock()
 
     def write(self, endpoint: str, status: int, model_version: str, latency_ms: float, inputs: Any,
-              body: dict[str, Any]) -> None:
+              body: dict[str, Any], route: str = "champion", shadow: dict[str, Any] | None = None,
+              batched: int | None = None) -> None:
         entry = {"ts": datetime.now(UTC).isoformat(timespec="microseconds"), "endpoint": endpoint, "status": status,
                  "model_version": model_version, "latency_ms": round(latency_ms, 3), "inputs": inputs,
                  "outputs": body.get("predictions", body.get("prediction")) if status == 200 else None,
-                 "violations": body.get("violations") if status != 200 else None}
+                 "violations": body.get("violations") if status != 200 else None, "route": route, "shadow": shadow,
+                 "batched": batched}
         line = json.dumps(entry, default=str, allow_nan=True) + "\n"
         with self._lock:
             self._file.write(line)
@@ -120,7 +131,7 @@ def read_prediction_log(path: str | os.PathLike) -> pd.DataFrame:
             except json.JSONDecodeError:
                 continue
     return pd.DataFrame(rows, columns=["ts", "endpoint", "status", "model_version", "latency_ms", "inputs",
-                                       "outputs", "violations"])
+                                       "outputs", "violations", "route", "shadow", "batched"])
 
 # %% ../nbs/17_serving.ipynb #c014
 class BodyLimit:
@@ -177,16 +188,50 @@ class BodyLimit:
         await self.app(scope, replayed, send)
 
 # %% ../nbs/17_serving.ipynb #c017
+class Scorer:
+    """One loaded model version behind an adaptive batcher: `preds, batched = await scorer.score(rows)`, where
+    `batched` is the number of requests scored in the same model call."""
+
+    def __init__(self, model: Any, contract: Contract, version: str, max_batch_requests: int = 32,
+                 max_latency_ms: int = 10_000):
+        from bentoml._internal.marshal.dispatcher import CorkDispatcher
+        self.model, self.contract, self.version = model, contract, version
+        self.batch_sizes: list[int] = []  # requests per model call (the last 1000), for tests and metrics
+        dispatcher = CorkDispatcher(max_latency_ms, max_batch_requests, fallback=self._overloaded,
+                                    get_batch_size=lambda job: 1)
+        self.score = dispatcher(self._score_batch)
+
+    @staticmethod
+    def _overloaded() -> Any:
+        raise bentoml.exceptions.ServiceUnavailable("the service is overloaded; retry later")
+
+    def _score_batch(self, jobs: Sequence[list[dict[str, Any]]]) -> list[tuple[list[Any], int]]:
+        """Score every request's rows in one model call and hand each request its own predictions."""
+        self.batch_sizes = [*self.batch_sizes[-999:], len(jobs)]
+        preds = predict_records(self.model, self.contract, [row for job in jobs for row in job])
+        out, start = [], 0
+        for job in jobs:
+            out.append((preds[start:start + len(job)], len(jobs)))
+            start += len(job)
+        return out
+
+# %% ../nbs/17_serving.ipynb #c020
 class ServiceArgs(BaseModel):
     """Bento arguments, fixed at `bentoml build --arg model_tag=...` and re-applied at serve time."""
     model_tag: str = ""
+    challenger_tag: str = ""
+    mode: str = "single"  # single | shadow | canary
+    canary_fraction: float = 0.0
     max_batch_rows: int = 1000
+    max_batch_requests: int = 32
+    max_latency_ms: int = 10_000
     max_body_bytes: int = 1_048_576
     prediction_log: str = "logs/predictions.jsonl"  # relative to the server's working directory; "off" disables
 
 
 ARGS = bentoml.use_arguments(ServiceArgs)
 LOG_ENV = "ML_LIFECYCLE_MONITORING__PREDICTION_LOG"  # the settings override of [monitoring] prediction_log
+MODES = ("single", "shadow", "canary")
 
 
 def _stored_contract(tag: str) -> Contract | None:
@@ -200,53 +245,101 @@ def _stored_contract(tag: str) -> Contract | None:
         return None  # documented as a plain list; requests are still checked against the contract in __init__
 
 
+def _load(bento_model: Any) -> Scorer:
+    with open(bento_model.path_of(MODEL_FILE), "rb") as f:
+        model = cloudpickle.load(f)
+    with open(bento_model.path_of(CONTRACT_FILE)) as f:
+        contract = contract_from_dict(yaml.safe_load(f), CONTRACT_FILE)
+    return Scorer(model, contract, bento_model.info.labels.get("model_version", ""), ARGS.max_batch_requests,
+                  ARGS.max_latency_ms)
+
+
 _CONTRACT = _stored_contract(ARGS.model_tag)
 Records, OneRecord = records_type(_CONTRACT, ARGS.max_batch_rows), record_type(_CONTRACT)
 
 
 @bentoml.service(name="ml_lifecycle", workers=1, traffic={"timeout": 30})
 class ModelService:
-    """Serves the one model version the Bento was built with."""
+    """Serves the model version the Bento was built with (and, in shadow or canary mode, its challenger)."""
 
     bento_model = bentoml.models.BentoModel(ARGS.model_tag) if ARGS.model_tag else None
+    challenger_model = bentoml.models.BentoModel(ARGS.challenger_tag) if ARGS.challenger_tag else None
 
     def __init__(self) -> None:
         if self.bento_model is None:
             raise LifecycleError("no model_tag argument: build the Bento with `ml-lifecycle package` "
                                  "(it passes `bentoml build --arg model_tag=<name:version>`)")
-        with open(self.bento_model.path_of(MODEL_FILE), "rb") as f:
-            self.model = cloudpickle.load(f)
-        with open(self.bento_model.path_of(CONTRACT_FILE)) as f:
-            self.contract = contract_from_dict(yaml.safe_load(f), CONTRACT_FILE)
-        self.record_model = request_model(self.contract)
-        self.model_version = self.bento_model.info.labels.get("model_version", "")
+        if ARGS.mode not in MODES or (ARGS.mode != "single") != bool(self.challenger_model):
+            raise LifecycleError(f"mode '{ARGS.mode}' with challenger_tag '{ARGS.challenger_tag}': use mode single "
+                                 "without a challenger, or shadow/canary with one")
+        self.champion = _load(self.bento_model)
+        self.challenger = _load(self.challenger_model) if self.challenger_model else None
+        self.record_model = request_model(self.champion.contract)
+        self.rng = random.Random()
+        self.pending: set[asyncio.Task] = set()
         where = os.environ.get(LOG_ENV) or ARGS.prediction_log
         self.log = None if where == "off" else PredictionLog(where)
         gc.collect()
         gc.freeze()
 
-    def _answer(self, endpoint: str, records: Any, one: bool = False) -> Any:
-        t0 = time.perf_counter()
-        status, body = respond(self.model, self.contract, self.record_model, records, self.model_version,
-                               ARGS.max_batch_rows)
-        if one and status == 200:
-            body = {"model_version": self.model_version, "prediction": body["predictions"][0]}
+    def _log(self, *args: Any, **kw: Any) -> None:
         if self.log is not None:
-            self.log.write(endpoint, status, self.model_version, (time.perf_counter() - t0) * 1000, records, body)
-        return body if status == 200 else JSONResponse(body, status_code=status)
+            self.log.write(*args, **kw)
+
+    async def _shadow(self, endpoint: str, rows: list, body: dict, t0: float, inputs: Any, batched: int) -> None:
+        s0 = time.perf_counter()
+        try:
+            shadow = {"model_version": self.challenger.version, "outputs": (await self.challenger.score(rows))[0]}
+        except Exception as exc:  # the challenger's failure is evidence, never the caller's problem
+            shadow = {"model_version": self.challenger.version, "error": f"{type(exc).__name__}: {exc}"}
+        shadow["latency_ms"] = round((time.perf_counter() - s0) * 1000, 3)
+        self._log(endpoint, 200, self.champion.version, (s0 - t0) * 1000, inputs, body, "champion", shadow, batched)
+
+    async def _answer(self, endpoint: str, records: Any, one: bool = False) -> Any:
+        t0 = time.perf_counter()
+        try:
+            rows = check_request(records, self.champion.contract, self.record_model, ARGS.max_batch_rows)
+        except ContractViolation as exc:
+            status, body = rejection(exc, self.champion.version)
+            self._log(endpoint, status, self.champion.version, (time.perf_counter() - t0) * 1000, records, body)
+            return JSONResponse(body, status_code=status)
+        scorer, route = self.champion, "champion"
+        if ARGS.mode == "canary" and self.rng.random() < ARGS.canary_fraction:
+            scorer, route = self.challenger, "canary"
+        try:
+            preds, batched = await scorer.score(rows)
+        except bentoml.exceptions.ServiceUnavailable:
+            raise
+        except Exception:
+            if scorer is self.champion:
+                raise
+            scorer, route = self.champion, "canary-failed"
+            preds, batched = await scorer.score(rows)
+        body = {"model_version": scorer.version, **({"prediction": preds[0]} if one else {"predictions": preds})}
+        if ARGS.mode == "shadow":
+            task = asyncio.get_running_loop().create_task(self._shadow(endpoint, rows, body, t0, records, batched))
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
+        else:
+            self._log(endpoint, 200, scorer.version, (time.perf_counter() - t0) * 1000, records, body, route,
+                      batched=batched)
+        return body
 
     @bentoml.api
-    def predict(self, records: Records) -> dict[str, Any]:
+    async def predict(self, records: Records) -> dict[str, Any]:
         """Predict for a batch of records (the contract's feature columns); the response names the model version."""
-        return self._answer("predict", records)
+        return await self._answer("predict", records)
 
     @bentoml.api
-    def predict_one(self, record: OneRecord) -> dict[str, Any]:
+    async def predict_one(self, record: OneRecord) -> dict[str, Any]:
         """Predict for one record; the response names the model version."""
-        return self._answer("predict_one", [record], one=True)
+        return await self._answer("predict_one", [record], one=True)
 
     @bentoml.on_shutdown
-    def close_log(self) -> None:
+    async def close_log(self) -> None:
+        """Finish pending shadow scoring, then close the log: a normal stop loses no line."""
+        if self.pending:
+            await asyncio.gather(*self.pending, return_exceptions=True)
         if self.log is not None:
             self.log.close()
 

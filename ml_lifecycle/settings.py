@@ -106,6 +106,8 @@ class ServingSettings:
     port: int = 3000
     max_batch_rows: int = 1000
     max_body_bytes: int = 1_048_576
+    max_batch_requests: int = 32  # adaptive batching: at most this many requests per model call
+    canary_fraction: float = 0.1  # share of requests a canary Bento sends to the challenger
     bentofile: Path = Path("bentofile.yaml")  # the BentoML build file of the project
     deployment: Path = Path("deploy/champion.json")  # pointer to the deployed Bento, moved by promote/rollback
 

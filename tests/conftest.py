@@ -79,7 +79,7 @@ class Server:
     process group on exit; requests are bounded by a timeout."""
 
     def __init__(self, env: dict, cmd: list, cwd: Path | None = None):
-        self.port = free_port()
+        self.port, self.env = free_port(), env
         self.proc = subprocess.Popen([*map(str, cmd), "--port", str(self.port)], env=env, cwd=cwd,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 

@@ -72,3 +72,37 @@ def test_package_labels_and_serve_errors(drill):
     assert cli("package", "9", cwd=project, env=env).stderr == \
         "error: model 'demo_model' has no version 9 (versions: 1, 2)\n"
     assert cli("serve", "nope:v1", cwd=project, env=env).stderr.startswith("error: no Bento 'nope:v1'")
+
+
+def _log(path: Path):
+    from ml_lifecycle.serving import read_prediction_log
+    return read_prediction_log(path)
+
+
+def test_shadow_and_canary_bentos(drill, tmp_path):
+    project, env = drill
+    r = cli("package", "1", "--shadow", "2", cwd=project, env=env)
+    assert r.returncode == 0 and "built Bento demo_model:v1-shadow-v2" in r.stdout, r.stdout + r.stderr
+    assert "label mode = shadow" in r.stdout and "label challenger_version = 2" in r.stdout
+    r = cli("package", "1", "--canary", "2", "--fraction", "0.5", cwd=project, env=env)
+    assert r.returncode == 0 and "built Bento demo_model:v1-canary-v2" in r.stdout, r.stdout + r.stderr
+    assert cli("package", "1", "--fraction", "0.5", cwd=project, env=env).stderr.startswith("error: --fraction")
+
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("ML_LIFECYCLE_")}, **env}
+    shadow_log = tmp_path / "shadow.jsonl"
+    with Server({**full, "ML_LIFECYCLE_MONITORING__PREDICTION_LOG": str(shadow_log)},
+                [CLI, "serve", "demo_model:v1-shadow-v2"], cwd=project) as server:
+        answers = [server.predict([RECORD]) for _ in range(5)]
+    assert {(status, body["model_version"]) for status, body in answers} == {(200, "1")}
+    logged = _log(shadow_log)  # written after the answers; complete once the server stopped normally
+    assert len(logged) == 5 and set(logged["model_version"]) == {"1"}
+    assert all(s["model_version"] == "2" and len(s["outputs"]) == 1 for s in logged["shadow"])
+
+    canary_log = tmp_path / "canary.jsonl"
+    with Server({**full, "ML_LIFECYCLE_MONITORING__PREDICTION_LOG": str(canary_log)},
+                [CLI, "serve", "demo_model:v1-canary-v2"], cwd=project) as server:
+        versions = [server.predict([RECORD])[1]["model_version"] for _ in range(40)]
+    assert versions.count("1") > 0 and versions.count("2") > 0  # 0.5 each: all 40 alike has p = 2e-12
+    logged = _log(canary_log)
+    assert list(logged["model_version"]) == versions
+    assert [r == "canary" for r in logged["route"]] == [v == "2" for v in versions]

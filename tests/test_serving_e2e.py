@@ -167,3 +167,16 @@ def test_every_request_is_in_the_prediction_log_after_a_normal_stop(bentos, tmp_
     assert list(logged["endpoint"]) == ["predict"] * 4 + ["predict_one"]
     assert logged["inputs"][0] == RECORDS and len(logged["outputs"][0]) == 2 and logged["outputs"][3] is None
     assert logged["violations"][3][0]["column"] == "age" and (logged["latency_ms"] > 0).all()
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(served_v1):
+    from concurrent.futures import ThreadPoolExecutor
+    requests = [[RECORDS[i % 2]] * (1 + i % 3) for i in range(48)]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(served_v1.predict, requests))
+    assert all(status == 200 for status, _ in answers)
+    for records, (_, body) in zip(requests, answers, strict=True):
+        assert [p["label"] for p in body["predictions"]] == [[0, 1][RECORDS.index(r)] for r in records]
+    from ml_lifecycle.serving import read_prediction_log
+    logged = read_prediction_log(served_v1.env["ML_LIFECYCLE_MONITORING__PREDICTION_LOG"]).tail(48)
+    assert logged["batched"].max() > 1, logged["batched"].tolist()  # requests shared model calls
