@@ -192,18 +192,39 @@ class Scorer:
     """One loaded model version behind an adaptive batcher: `preds, batched = await scorer.score(rows)`, where
     `batched` is the number of requests scored in the same model call."""
 
-    def __init__(self, model: Any, contract: Contract, version: str, max_batch_requests: int = 32,
-                 max_latency_ms: int = 10_000):
-        from bentoml._internal.marshal.dispatcher import CorkDispatcher
+    def __init__(self, model: Any, contract: Contract, version: str, max_batch_requests: int = 32):
         self.model, self.contract, self.version = model, contract, version
+        self.max_batch_requests = max(1, max_batch_requests)
         self.batch_sizes: list[int] = []  # requests per model call (the last 1000), for tests and metrics
-        dispatcher = CorkDispatcher(max_latency_ms, max_batch_requests, fallback=self._overloaded,
-                                    get_batch_size=lambda job: 1)
-        self.score = dispatcher(self._score_batch)
+        self._queue: list[tuple[list[dict[str, Any]], asyncio.Future]] = []
+        self._busy = False
 
-    @staticmethod
-    def _overloaded() -> Any:
-        raise bentoml.exceptions.ServiceUnavailable("the service is overloaded; retry later")
+    async def score(self, rows: list[dict[str, Any]]) -> tuple[list[Any], int]:
+        """This request's predictions, scored alone or with the requests queued beside it."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((rows, future))
+        if not self._busy:
+            self._busy = True
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())  # referenced: never collected
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                jobs = self._queue[:self.max_batch_requests]
+                del self._queue[:self.max_batch_requests]
+                try:
+                    results = await asyncio.to_thread(self._score_batch, [rows for rows, _ in jobs])
+                except Exception as exc:  # every request of the batch gets the error; the next batch goes on
+                    for _, future in jobs:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(jobs, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._busy = False
 
     def _score_batch(self, jobs: Sequence[list[dict[str, Any]]]) -> list[tuple[list[Any], int]]:
         """Score every request's rows in one model call and hand each request its own predictions."""
@@ -224,7 +245,6 @@ class ServiceArgs(BaseModel):
     canary_fraction: float = 0.0
     max_batch_rows: int = 1000
     max_batch_requests: int = 32
-    max_latency_ms: int = 10_000
     max_body_bytes: int = 1_048_576
     prediction_log: str = "logs/predictions.jsonl"  # relative to the server's working directory; "off" disables
 
@@ -250,8 +270,7 @@ def _load(bento_model: Any) -> Scorer:
         model = cloudpickle.load(f)
     with open(bento_model.path_of(CONTRACT_FILE)) as f:
         contract = contract_from_dict(yaml.safe_load(f), CONTRACT_FILE)
-    return Scorer(model, contract, bento_model.info.labels.get("model_version", ""), ARGS.max_batch_requests,
-                  ARGS.max_latency_ms)
+    return Scorer(model, contract, bento_model.info.labels.get("model_version", ""), ARGS.max_batch_requests)
 
 
 _CONTRACT = _stored_contract(ARGS.model_tag)
@@ -308,8 +327,6 @@ class ModelService:
             scorer, route = self.challenger, "canary"
         try:
             preds, batched = await scorer.score(rows)
-        except bentoml.exceptions.ServiceUnavailable:
-            raise
         except Exception:
             if scorer is self.champion:
                 raise
