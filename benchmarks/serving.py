@@ -155,6 +155,7 @@ def main() -> int:
             done = subprocess.run([str(BIN / "ml-lifecycle"), *cmd], cwd=project, env=env, capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(f"error: ml-lifecycle {' '.join(cmd)} failed: {done.stderr.strip()}")
+        bento_tag = done.stdout.split("built Bento ")[1].split()[0]
         os.environ.update(BENTOML_HOME=env["BENTOML_HOME"], BENTOML_DO_NOT_TRACK="True")
         import bentoml
         import cloudpickle
@@ -176,7 +177,7 @@ def main() -> int:
         for n in (1, 100):
             results[("in-process predict", n)] = in_process(model, columns, records[:n])
         print(f"measuring: {SECONDS:g} s per phase, {CLIENTS} client processes for throughput", flush=True)
-        with Served([str(BIN / "bentoml"), "serve", "demo_model:v1"], project, env) as ours:
+        with Served([str(BIN / "bentoml"), "serve", bento_tag], project, env) as ours:
             for n, body in bodies.items():
                 results[("ours (contract + log + batching)", n)] = measure(ours.port, body)
         with Served([str(BIN / "bentoml"), "serve", "service:Plain"], work / "plain", env) as plain:

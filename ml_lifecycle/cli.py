@@ -72,6 +72,9 @@ def _summary(record) -> None:
         reg = json.loads(reg.read_text())
         verdict = "gates passed" if reg["champion"] else "gates failed: champion unchanged"
         _say(f"registered {reg['name']} version {reg['version']} as {', '.join(reg['aliases'])} ({verdict})")
+        dep = next((Path(r.products["deployment"]) for r in record.steps if "deployment" in r.products), None)
+        if dep is not None and record.step("package").status == "done" and json.loads(dep.read_text()).get("bento"):
+            _say(f"deployed Bento {json.loads(dep.read_text())['bento']}; serve it with: ml-lifecycle serve")
     elif done == 0:
         _say("nothing changed since the last run: no step executed")
     if record.mlflow_run_id:
@@ -448,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Start BentoML's real server for TAG, or the Bento of --alias, or by default "
                                        "the deployed Bento ([serving] deployment), on [serving] host and port.")
     which_bento = serve.add_mutually_exclusive_group()
-    which_bento.add_argument("tag", nargs="?", metavar="TAG", help="Bento tag, e.g. demo_model:v3")
+    which_bento.add_argument("tag", nargs="?", metavar="TAG", help="Bento tag, e.g. demo_model:v3-1e77484d")
     which_bento.add_argument("--alias", metavar="ALIAS", help="serve the Bento of the version ALIAS points at")
     serve.add_argument("--port", type=int, metavar="N", help="port (default: [serving] port)")
     serve.add_argument("--project", **project_arg)

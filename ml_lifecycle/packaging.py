@@ -40,9 +40,12 @@ def bento_name(settings: Settings) -> str:
     return name or "model"
 
 
-def bento_tag(settings: Settings, version: str) -> str:
-    """The tag of the Bento serving `version`: `<model name>:v<version>`."""
-    return f"{bento_name(settings)}:v{version}"
+def bento_tag(settings: Settings, version: str, run_id: str) -> str:
+    """The tag of the Bento serving `version`: `<model name>:v<version>-<first 8 of its MLflow run id>`.
+
+    The run id makes the tag unique across registries: the BentoML store is shared by every project of a
+    user, and two registries (two projects, or a registry deleted and made anew) can both have a version 3."""
+    return f"{bento_name(settings)}:v{version}-{run_id[:8]}"
 
 
 def git_commit(root: Path) -> str:
@@ -92,8 +95,8 @@ def _build_context(bentofile: Path, dest: Path) -> Path:
 
 def build_bento(settings: Settings, version: str, alias: str = "", challenger: str | None = None,
                 mode: str = "single", fraction: float | None = None) -> str:
-    """Build (or reuse) the Bento serving exactly `version` (`<model>:v<version>`), or, in `shadow` or `canary`
-    mode, `version` with `challenger` beside it (`<model>:v<version>-<mode>-v<challenger>`).
+    """Build (or reuse) the Bento serving exactly `version` (`<model>:v<version>-<run>`), or, in `shadow` or
+    `canary` mode, `version` with `challenger` beside it (`<model>:v<version>-<run>-<mode>-v<challenger>`).
 
     `bentoml build` runs in a fresh process: the service module must be imported *with* the `model_tag`
     argument set, so that its `BentoModel` is declared and packaged inside the Bento.
@@ -103,16 +106,19 @@ def build_bento(settings: Settings, version: str, alias: str = "", challenger: s
     fraction = settings.serving.canary_fraction if fraction is None else fraction
     if mode == "canary" and not 0 <= fraction <= 1:
         raise RegistryError(f"canary fraction {fraction} is not between 0 and 1")
-    tag = bento_tag(settings, version) + (f"-{mode}-v{challenger}" if challenger else "")
-    wanted = {"model_name": settings.registry.model_name, "model_version": str(version),
+    connect(settings)
+    run_id = MlflowClient().get_model_version(settings.registry.model_name, str(version)).run_id
+    tag = bento_tag(settings, version, run_id) + (f"-{mode}-v{challenger}" if challenger else "")
+    wanted = {"model_name": settings.registry.model_name, "model_version": str(version), "mlflow_run_id": run_id,
               "challenger_version": str(challenger or "none"), "mode": mode,
               "canary_fraction": str(fraction if mode == "canary" else 0)}
     try:
         labels = bentoml.get(tag).info.labels
-        keys = ("model_name", "model_version") + (("challenger_version", "mode", "canary_fraction") if challenger else ())
+        keys = ("model_name", "model_version", "mlflow_run_id") + (
+            ("challenger_version", "mode", "canary_fraction") if challenger else ())
         if all(labels.get(k) == wanted[k] for k in keys):
             return tag
-        raise RegistryError(f"Bento {tag} exists but was built differently ({labels}); "
+        raise RegistryError(f"Bento {tag} exists but was built differently (labels {labels}); "
                             f"delete it with `bentoml delete {tag}`")
     except bentoml.exceptions.NotFound:
         pass

@@ -30,9 +30,10 @@ from .errors import ContractViolation, LifecycleError
 from .schemas import parse_records, request_model
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'ARGS', 'LOG_ENV', 'MODES', 'Records', 'OneRecord', 'predict_records', 'rejection',
-           'check_request', 'respond', 'records_type', 'record_type', 'PredictionLog', 'read_prediction_log',
-           'BodyLimit', 'Scorer', 'ServiceArgs', 'ModelService']
+__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'ARGS', 'LOG_ENV', 'MODES', 'Records', 'OneRecord', 'Answer', 'OneAnswer',
+           'predict_records', 'rejection', 'check_request', 'respond', 'records_type', 'record_type',
+           'prediction_schema', 'response_type', 'PredictionLog', 'read_prediction_log', 'BodyLimit', 'Scorer',
+           'ServiceArgs', 'ModelService']
 
 # %% ../nbs/17_serving.ipynb #c005
 MODEL_FILE, CONTRACT_FILE = "model.pkl", "contract.yaml"
@@ -93,6 +94,32 @@ def record_type(contract: Contract | None) -> Any:
     if contract is None:
         return Any
     return Annotated[Any, WithJsonSchema(request_model(contract).model_json_schema())]
+
+
+def prediction_schema(contract: Contract) -> dict[str, Any]:
+    """JSON schema of one prediction, from the contract's target: a value, or a label with a score per class."""
+    target = contract.column(contract.target)
+    if contract.task == "regression":
+        return {"type": "number", "title": f"predicted {target.name}"}
+    label: dict[str, Any] = {"type": "integer" if target.dtype in ("int", "bool") else "string"}
+    if target.allowed is not None:
+        label["enum"] = list(target.allowed)
+    scores = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+              "description": "probability of each class, keyed by the class as text"}
+    return {"type": "object", "title": f"predicted {target.name}", "properties": {"label": label, "scores": scores},
+            "required": ["label", "scores"]}
+
+
+def response_type(contract: Contract | None, one: bool = False) -> Any:
+    """The response type of `/predict` (or `/predict_one`), documented in OpenAPI from the contract's target."""
+    if contract is None:
+        return dict[str, Any]
+    pred = prediction_schema(contract)
+    body = {"prediction": pred} if one else {"predictions": {"type": "array", "items": pred}}
+    schema = {"type": "object", "required": ["model_version", *body],
+              "properties": {"model_version": {"type": "string", "description": "the model version that answered"},
+                             **body}}
+    return Annotated[dict[str, Any], WithJsonSchema(schema)]
 
 # %% ../nbs/17_serving.ipynb #c011
 class PredictionLog:
@@ -275,6 +302,7 @@ def _load(bento_model: Any) -> Scorer:
 
 _CONTRACT = _stored_contract(ARGS.model_tag)
 Records, OneRecord = records_type(_CONTRACT, ARGS.max_batch_rows), record_type(_CONTRACT)
+Answer, OneAnswer = response_type(_CONTRACT), response_type(_CONTRACT, one=True)
 
 
 @bentoml.service(name="ml_lifecycle", workers=1, traffic={"timeout": 30})
@@ -343,12 +371,12 @@ class ModelService:
         return body
 
     @bentoml.api
-    async def predict(self, records: Records) -> dict[str, Any]:
+    async def predict(self, records: Records) -> Answer:
         """Predict for a batch of records (the contract's feature columns); the response names the model version."""
         return await self._answer("predict", records)
 
     @bentoml.api
-    async def predict_one(self, record: OneRecord) -> dict[str, Any]:
+    async def predict_one(self, record: OneRecord) -> OneAnswer:
         """Predict for one record; the response names the model version."""
         return await self._answer("predict_one", [record], one=True)
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,12 +19,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "ml-lifecycle"
+BENTOML_HOME = Path(tempfile.mkdtemp(prefix="ml-lifecycle-tests-bentoml-"))  # never the user's ~/bentoml
 
 
 def cli(*args: str | os.PathLike, cwd: Path | None = None, env: dict[str, str] | None = None,
         timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `ml-lifecycle ARGS` as a user would, returning the completed process (text output)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ML_LIFECYCLE_")}
+    full_env.update(BENTOML_HOME=str(BENTOML_HOME), BENTOML_DO_NOT_TRACK="True")  # Bentos built by tests stay here
     full_env.update(env or {})
     return subprocess.run([str(CLI), *map(str, args)], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)

@@ -40,9 +40,16 @@ def test_demo_run_registers_a_champion(demo_runs):
     assert "registered demo_model version 1 as challenger, champion (gates passed)" in first.stdout
     run_dir = only_run_dir(project, 0)
     names = sorted(p.name for p in run_dir.glob("*.ipynb"))
-    assert names == ["01_validate.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_register.ipynb"]
+    assert names == ["01_validate.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_register.ipynb",
+                     "05_package.ipynb"]
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "done" and [s["status"] for s in record["steps"]] == ["done"] * 4
+    assert record["status"] == "done" and [s["status"] for s in record["steps"]] == ["done"] * 5
+    # the champion was packaged and deployed: its Bento, and the pointer that `serve` and `rollback` use
+    deployed = json.loads((project / "deploy" / "champion.json").read_text())
+    tag = f"demo_model:v1-{record['mlflow_run_id'][:8]}"  # version and run: unique across registries
+    assert f"deployed Bento {tag}; serve it with: ml-lifecycle serve" in first.stdout
+    assert (deployed["bento"], deployed["model_version"]) == (tag, "1")
+    assert json.loads(product(run_dir, "package", "deployment").read_text())["bento"] == tag
     # each executed notebook carries the injected parameters and its outputs
     nb = nbformat.read(run_dir / "03_evaluate.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
@@ -78,7 +85,9 @@ def test_env_override_gate_keeps_the_champion(demo_runs):
     verdict = json.loads(product(run_dir, "evaluate", "evaluation").read_text())["verdict"]
     # only the gates changed: the steps that do not read [gates] were not executed again
     steps = json.loads((run_dir / "run.json").read_text())["steps"]
-    assert [st["status"] for st in steps] == ["cached", "cached", "done", "done"]
+    assert [st["status"] for st in steps] == ["cached", "cached", "done", "done", "done"]
+    assert json.loads(product(run_dir, "package", "deployment").read_text())["bento"] is None  # not champion
+    assert json.loads((project / "deploy" / "champion.json").read_text())["bento"].startswith("demo_model:v1-")
     assert [r["gate"] for r in verdict["results"] if not r["passed"]] == ["roc_auc >= 0.99"]
 
 

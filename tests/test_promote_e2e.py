@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -19,14 +20,14 @@ RECORD = {"age": 40, "income": 52000.0, "debt_ratio": 0.3, "credit_lines": 5, "l
 def drill(demo_runs, tmp_path):
     """A private copy of the demo project after its two runs (v1 champion, v2 failed the gate) and a BentoML home."""
     project, *_ = demo_runs
-    dest = shutil.copytree(project, tmp_path / "drill", ignore=shutil.ignore_patterns("runs"))
+    dest = shutil.copytree(project, tmp_path / "drill", ignore=shutil.ignore_patterns("runs", "deploy"))
     env = {"BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
     return Path(dest), env
 
 
-def _served_version(project: Path, env: dict) -> str:
+def _served_version(project: Path, env: dict, *args: str) -> str:
     full = {**{k: v for k, v in os.environ.items() if not k.startswith("ML_LIFECYCLE_")}, **env}
-    with Server(full, [CLI, "serve"], cwd=project) as server:
+    with Server(full, [CLI, "serve", *args], cwd=project) as server:
         status, body = server.predict([RECORD])
     assert status == 200, body
     return body["model_version"]
@@ -40,17 +41,17 @@ def test_promote_force_serve_rollback_serve(drill):
 
     r = cli("promote", "2", "--force", "--reason", "drill: ship v2 anyway", cwd=project, env={**env, **WORSE})
     assert r.returncode == 0 and "champion: v1 -> v2  FORCED" in r.stdout, r.stdout + r.stderr
-    assert json.loads((project / "deploy" / "champion.json").read_text())["bento"] == "demo_model:v2"
+    assert json.loads((project / "deploy" / "champion.json").read_text())["bento"].startswith("demo_model:v2-")
     assert _served_version(project, env) == "2"
 
     r = cli("rollback", "--reason", "v2 is worse", cwd=project, env=env)
     assert r.returncode == 0 and "champion: v2 -> v1" in r.stdout, r.stdout + r.stderr
-    assert json.loads((project / "deploy" / "champion.json").read_text())["bento"] == "demo_model:v1"
-    assert _served_version(project, env) == "1"
+    assert json.loads((project / "deploy" / "champion.json").read_text())["bento"].startswith("demo_model:v1-")
+    assert _served_version(project, env, "--alias", "champion") == "1"  # the alias, resolved in the registry
 
     r = cli("history", cwd=project, env=env)
     lines = [line for line in r.stdout.splitlines() if "champion:" in line]
-    assert len(lines) == 3 and "champion now: v1" in r.stdout and "deployed: Bento demo_model:v1" in r.stdout
+    assert len(lines) == 3 and "champion now: v1" in r.stdout and "deployed: Bento demo_model:v1-" in r.stdout
     assert "(none) -> v1" in lines[0] and "gates passed" in lines[0]
     assert "v1 -> v2" in lines[1] and "FORCED" in lines[1] and 'reason: "drill: ship v2 anyway"' in lines[1]
     assert "rollback" in lines[2] and "v2 -> v1" in lines[2] and 'reason: "v2 is worse"' in lines[2]
@@ -82,16 +83,18 @@ def _log(path: Path):
 def test_shadow_and_canary_bentos(drill, tmp_path):
     project, env = drill
     r = cli("package", "1", "--shadow", "2", cwd=project, env=env)
-    assert r.returncode == 0 and "built Bento demo_model:v1-shadow-v2" in r.stdout, r.stdout + r.stderr
+    shadow_tag = r.stdout.split("built Bento ")[1].split()[0]
+    assert r.returncode == 0 and re.fullmatch(r"demo_model:v1-[0-9a-f]{8}-shadow-v2", shadow_tag), r.stdout + r.stderr
     assert "label mode = shadow" in r.stdout and "label challenger_version = 2" in r.stdout
     r = cli("package", "1", "--canary", "2", "--fraction", "0.5", cwd=project, env=env)
-    assert r.returncode == 0 and "built Bento demo_model:v1-canary-v2" in r.stdout, r.stdout + r.stderr
+    canary_tag = r.stdout.split("built Bento ")[1].split()[0]
+    assert r.returncode == 0 and canary_tag == shadow_tag.replace("shadow", "canary"), r.stdout + r.stderr
     assert cli("package", "1", "--fraction", "0.5", cwd=project, env=env).stderr.startswith("error: --fraction")
 
     full = {**{k: v for k, v in os.environ.items() if not k.startswith("ML_LIFECYCLE_")}, **env}
     shadow_log = tmp_path / "shadow.jsonl"
     with Server({**full, "ML_LIFECYCLE_MONITORING__PREDICTION_LOG": str(shadow_log)},
-                [CLI, "serve", "demo_model:v1-shadow-v2"], cwd=project) as server:
+                [CLI, "serve", shadow_tag], cwd=project) as server:
         answers = [server.predict([RECORD]) for _ in range(5)]
     assert {(status, body["model_version"]) for status, body in answers} == {(200, "1")}
     logged = _log(shadow_log)  # written after the answers; complete once the server stopped normally
@@ -100,7 +103,7 @@ def test_shadow_and_canary_bentos(drill, tmp_path):
 
     canary_log = tmp_path / "canary.jsonl"
     with Server({**full, "ML_LIFECYCLE_MONITORING__PREDICTION_LOG": str(canary_log)},
-                [CLI, "serve", "demo_model:v1-canary-v2"], cwd=project) as server:
+                [CLI, "serve", canary_tag], cwd=project) as server:
         versions = [server.predict([RECORD])[1]["model_version"] for _ in range(40)]
     assert versions.count("1") > 0 and versions.count("2") > 0  # 0.5 each: all 40 alike has p = 2e-12
     logged = _log(canary_log)

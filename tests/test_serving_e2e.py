@@ -36,21 +36,23 @@ def bentos(demo_runs, tmp_path_factory):
     r = subprocess.run([sys.executable, "-c", BUILD, "1", "2"], cwd=project, env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["demo_model:v1", "demo_model:v2"]
-    return env
+    tags = r.stdout.split()
+    assert [t.split("-")[0] for t in tags] == ["demo_model:v1", "demo_model:v2"], tags
+    return {**env, "TEST_BENTO_V1": tags[0], "TEST_BENTO_V2": tags[1]}
 
 
 def test_bento_pins_its_model_and_carries_labels(bentos):
     home = Path(bentos["BENTOML_HOME"])
     for version in ("1", "2"):
-        bento = yaml.safe_load((home / "bentos" / "demo_model" / f"v{version}" / "bento.yaml").read_text())
+        bento_dir = home / "bentos" / "demo_model" / bentos[f"TEST_BENTO_V{version}"].split(":")[1]
+        bento = yaml.safe_load((bento_dir / "bento.yaml").read_text())
         assert bento["labels"]["model_version"] == version and bento["labels"]["contract_version"] == "1"
         assert bento["labels"]["alias"] == "none" and bento["labels"]["git_commit"] == "none"  # not a git repo
         assert len(bento["labels"]["mlflow_run_id"]) == 32
         model_tag = bento["args"]["model_tag"]
         assert model_tag.startswith("demo_model:")
         assert [m["tag"] for m in bento["services"][0]["models"]] == [model_tag]
-        assert (home / "bentos" / "demo_model" / f"v{version}" / "env" / "docker" / "Dockerfile").is_file()
+        assert (bento_dir / "env" / "docker" / "Dockerfile").is_file()
 
 
 RECORDS = [
@@ -64,7 +66,7 @@ RECORDS = [
 def test_each_bento_serves_exactly_its_version(bentos):
     # version 2 is newer in both the registry and the BentoML model store; the v1 Bento must still serve v1
     for version in ("1", "2"):
-        with Server(bentos, [BIN / "bentoml", "serve", f"demo_model:v{version}", "--host", "127.0.0.1"]) as server:
+        with Server(bentos, [BIN / "bentoml", "serve", bentos[f"TEST_BENTO_V{version}"], "--host", "127.0.0.1"]) as server:
             status, out = server.predict(RECORDS)
         assert status == 200 and out["model_version"] == version
         assert [p["label"] for p in out["predictions"]] == [0, 1]
@@ -73,7 +75,7 @@ def test_each_bento_serves_exactly_its_version(bentos):
 
 @pytest.fixture(scope="module")
 def served_v1(bentos):
-    with Server(bentos, [BIN / "bentoml", "serve", "demo_model:v1", "--host", "127.0.0.1"]) as server:
+    with Server(bentos, [BIN / "bentoml", "serve", bentos["TEST_BENTO_V1"], "--host", "127.0.0.1"]) as server:
         yield server
 
 
@@ -138,6 +140,8 @@ def test_openapi_documents_the_contract_request_type(served_v1):
         doc = json.loads(r.read())
     text = json.dumps(doc)
     assert "CreditDefaultRecord" in text and '"maximum": 100' in text and "atlantis" not in text
+    # the response type comes from the contract's target too: a 0/1 label and a score per class
+    assert "the model version that answered" in text and '"enum": [0, 1]' in text and "predicted defaulted" in text
 
 
 def test_one_record_endpoint_health_and_body_limit(served_v1):
@@ -157,7 +161,7 @@ def test_every_request_is_in_the_prediction_log_after_a_normal_stop(bentos, tmp_
     from ml_lifecycle.serving import read_prediction_log
     log = tmp_path / "predictions.jsonl"
     env = {**bentos, "ML_LIFECYCLE_MONITORING__PREDICTION_LOG": str(log)}
-    with Server(env, [BIN / "bentoml", "serve", "demo_model:v2", "--host", "127.0.0.1"]) as server:
+    with Server(env, [BIN / "bentoml", "serve", bentos["TEST_BENTO_V2"], "--host", "127.0.0.1"]) as server:
         for _ in range(3):
             assert server.predict(RECORDS)[0] == 200
         assert server.predict([{**RECORDS[0], "age": 130}])[0] == 422
