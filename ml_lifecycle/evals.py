@@ -10,14 +10,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 from .contracts import Contract, breaking_changes
 from .errors import SettingsError
-from .settings import Gate
+from .settings import METRICS, Gate
 
 # %% auto #0
-__all__ = ['Predictions', 'predict', 'compute_metrics', 'GateResult', 'Verdict', 'check_gates', 'contract_gate']
+__all__ = ['Predictions', 'predict', 'compute_metrics', 'GateResult', 'Verdict', 'check_gates', 'take', 'metric_functions',
+           'confidence_intervals', 'paired_change', 'regression_gate', 'slice_metrics', 'slice_gates', 'contract_gate']
 
 # %% ../nbs/09_evals.ipynb #c005
 @dataclass(frozen=True)
@@ -39,22 +41,31 @@ def predict(model: Any, X: pd.DataFrame, y: pd.Series, task: str) -> Predictions
     return Predictions(np.asarray(y, dtype=object), y_pred, scores, classes)
 
 
+def _safe(f: Any) -> float:
+    try:
+        return float(f())
+    except ValueError:  # e.g. roc_auc on rows of one class only (a small slice or resample)
+        return float("nan")
+
+
 def compute_metrics(task: str, p: Predictions) -> dict[str, float]:
-    """Task-appropriate metrics for one set of predictions."""
+    """Task-appropriate metrics for one set of predictions (NaN where a metric is undefined on these rows)."""
     if task == "regression":
         err = p.y_pred - p.y_true
         return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))),
-                "r2": float(skm.r2_score(p.y_true, p.y_pred))}
+                "r2": _safe(lambda: skm.r2_score(p.y_true, p.y_pred) if len(p.y_true) > 1 else np.nan)}
     y_true, y_pred = p.y_true.astype(str), p.y_pred.astype(str)
     classes = [str(c) for c in p.classes]
     out = {"accuracy": skm.accuracy_score(y_true, y_pred),
-           "balanced_accuracy": skm.balanced_accuracy_score(y_true, y_pred),
-           "log_loss": skm.log_loss(y_true, p.scores, labels=classes)}
+           "balanced_accuracy": _safe(lambda: skm.balanced_accuracy_score(y_true, y_pred)),
+           "log_loss": _safe(lambda: skm.log_loss(y_true, p.scores, labels=classes))}
     if task == "binary":
         pos = classes[1]
         score = p.scores[:, 1]
         hit = (y_true == pos).astype(int)
-        out.update(roc_auc=skm.roc_auc_score(hit, score), average_precision=skm.average_precision_score(hit, score),
+        both = 0 < hit.sum() < len(hit)
+        out.update(roc_auc=skm.roc_auc_score(hit, score) if both else np.nan,
+                   average_precision=skm.average_precision_score(hit, score) if both else np.nan,
                    f1=skm.f1_score(y_true, y_pred, pos_label=pos, zero_division=0),
                    precision=skm.precision_score(y_true, y_pred, pos_label=pos, zero_division=0),
                    recall=skm.recall_score(y_true, y_pred, pos_label=pos, zero_division=0),
@@ -62,7 +73,7 @@ def compute_metrics(task: str, p: Predictions) -> dict[str, float]:
     else:
         out["f1_macro"] = skm.f1_score(y_true, y_pred, average="macro", zero_division=0)
         if len(set(y_true)) == len(classes):
-            out["roc_auc_ovr"] = skm.roc_auc_score(y_true, p.scores, multi_class="ovr", labels=classes)
+            out["roc_auc_ovr"] = _safe(lambda: skm.roc_auc_score(y_true, p.scores, multi_class="ovr", labels=classes))
     return {k: float(v) for k, v in out.items()}
 
 # %% ../nbs/09_evals.ipynb #c008
@@ -118,6 +129,169 @@ def check_gates(metrics: dict[str, float], gates: tuple[Gate, ...], task: str) -
     return Verdict(tuple(results))
 
 # %% ../nbs/09_evals.ipynb #c011
+def take(p: Predictions, idx: np.ndarray) -> Predictions:
+    """The predictions of the rows `idx` (a resample or a slice)."""
+    return Predictions(p.y_true[idx], p.y_pred[idx], None if p.scores is None else p.scores[idx], p.classes)
+
+
+def _rank_auc(hit: np.ndarray, score: np.ndarray) -> float:
+    n_pos = int(hit.sum())
+    n_neg = len(hit) - n_pos
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(score)  # average ranks for ties, as roc_auc_score's trapezoids
+    return float((ranks[hit].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_precision(hit: np.ndarray, score: np.ndarray) -> float:
+    if not hit.any() or hit.all():
+        return float("nan")
+    order = np.argsort(-score, kind="mergesort")
+    s, h = score[order], hit[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last row of each distinct score
+    tps = np.cumsum(h)[last]
+    precision, recall = tps / (last + 1), tps / tps[-1]
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def metric_functions(task: str, p: Predictions) -> dict[str, Any]:
+    """Vectorized versions of `compute_metrics`, as functions of a row-index array: what the bootstrap calls
+    a thousand times. Each equals the scikit-learn value it stands for (tested below)."""
+    if task == "regression":
+        yt, yp = p.y_true.astype(float), p.y_pred.astype(float)
+
+        def r2(i):
+            ss = ((yt[i] - yt[i].mean()) ** 2).sum()
+            return 1 - ((yt[i] - yp[i]) ** 2).sum() / ss if ss > 0 and len(i) > 1 else float("nan")
+        return {"rmse": lambda i: float(np.sqrt(np.mean((yp[i] - yt[i]) ** 2))),
+                "mae": lambda i: float(np.mean(np.abs(yp[i] - yt[i]))), "r2": r2}
+    classes = [str(c) for c in p.classes]
+    k = len(classes)
+    code = {c: j for j, c in enumerate(classes)}
+    t = np.array([code.get(v, -1) for v in p.y_true.astype(str)])
+    q = np.array([code.get(v, -1) for v in p.y_pred.astype(str)])
+    probs = p.scores / p.scores.sum(axis=1, keepdims=True)
+    eps = np.finfo(probs.dtype).eps
+
+    def counts(i):
+        tp = np.bincount(t[i][q[i] == t[i]], minlength=k)
+        return tp, np.bincount(q[i], minlength=k) - tp, np.bincount(t[i], minlength=k) - tp  # tp, fp, fn
+
+    def balanced(i):
+        tp, _, fn = counts(i)
+        present = (tp + fn) > 0
+        return float(np.mean(tp[present] / (tp + fn)[present]))
+
+    def log_loss(i):
+        return float(-np.mean(np.log(np.clip(probs[i, t[i]], eps, 1 - eps))))
+
+    out = {"accuracy": lambda i: float(np.mean(t[i] == q[i])), "balanced_accuracy": balanced, "log_loss": log_loss}
+    if task == "binary":
+        hit, score = t == 1, p.scores[:, 1]
+
+        def prf(i, which):
+            tp, fp, fn = (c[1] for c in counts(i))
+            return {"precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / (tp + fn) if tp + fn else 0.0,
+                    "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0}[which]
+        out.update(roc_auc=lambda i: _rank_auc(hit[i], score[i]),
+                   average_precision=lambda i: _average_precision(hit[i], score[i]),
+                   f1=lambda i: float(prf(i, "f1")), precision=lambda i: float(prf(i, "precision")),
+                   recall=lambda i: float(prf(i, "recall")),
+                   brier=lambda i: float(np.mean((score[i] - hit[i]) ** 2)))
+    else:
+        def f1_macro(i):
+            tp, fp, fn = counts(i)
+            seen = (tp + fp + fn) > 0
+            denom = (2 * tp + fp + fn)[seen]
+            return float(np.mean(np.where(denom > 0, 2 * tp[seen] / np.maximum(denom, 1), 0.0)))
+
+        def auc_ovr(i):
+            if len(np.unique(t[i])) < k:
+                return float("nan")
+            return float(np.mean([_rank_auc(t[i] == j, p.scores[i, j]) for j in range(k)]))
+        out.update(f1_macro=f1_macro, roc_auc_ovr=auc_ovr)
+    return out
+
+
+def _resamples(n: int, n_boot: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield rng.integers(0, n, n)
+
+
+def confidence_intervals(task: str, p: Predictions, n_boot: int = 1000, confidence: float = 0.95,
+                         seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Bootstrap interval (low, high) of every metric."""
+    fns = metric_functions(task, p)
+    values = np.array([[f(idx) for f in fns.values()] for idx in _resamples(len(p.y_true), n_boot, seed)])
+    q = [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100]
+    out = {}
+    for j, name in enumerate(fns):
+        col = values[:, j]
+        lo, hi = np.nanpercentile(col, q) if np.isfinite(col).any() else (np.nan, np.nan)
+        out[name] = (float(lo), float(hi))
+    return out
+
+
+def paired_change(task: str, metric: str, new: Predictions, old: Predictions, n_boot: int = 1000,
+                  confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """(observed, low, high) change of `metric` from `old` to `new` on the same rows; positive means better."""
+    if not np.array_equal(new.y_true, old.y_true):
+        raise ValueError("paired comparison needs both models' predictions on the same rows")
+    sign = 1.0 if METRICS[metric] == "higher" else -1.0
+    f_new, f_old = metric_functions(task, new)[metric], metric_functions(task, old)[metric]
+
+    def change(idx: np.ndarray) -> float:
+        return sign * (f_new(idx) - f_old(idx))
+    values = np.array([change(idx) for idx in _resamples(len(new.y_true), n_boot, seed)])
+    lo, hi = np.nanpercentile(values, [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100])
+    return change(np.arange(len(new.y_true))), float(lo), float(hi)
+
+
+def regression_gate(gate: Gate, task: str, new: Predictions, old: Predictions | None, champion: str,
+                    n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> GateResult:
+    """The gate 'at most `gate.threshold` worse than the champion', judged on the lower end of the paired
+    bootstrap interval of the change. `old` is None when the champion could not score the rows (fails)."""
+    name = f"{gate.metric} not worse than champion v{champion} by more than {gate.threshold:g}"
+    if old is None:
+        return GateResult(name, f"{gate.metric}.change", float("nan"), -gate.threshold, False,
+                          "the champion could not score the test rows")
+    obs, lo, hi = paired_change(task, gate.metric, new, old, n_boot, confidence, seed)
+    return GateResult(name, f"{gate.metric}.change", lo, -gate.threshold, bool(lo >= -gate.threshold),
+                      f"change {obs:+.4f}, {confidence:.0%} paired-bootstrap interval [{lo:+.4f}, {hi:+.4f}]")
+
+# %% ../nbs/09_evals.ipynb #c015
+def slice_metrics(task: str, p: Predictions, slices: pd.DataFrame) -> pd.DataFrame:
+    """One row per (slice column, value): its row count and every metric."""
+    rows = []
+    for col in slices.columns:
+        values = slices[col].astype(object).where(slices[col].notna(), "<missing>").to_numpy()
+        for value in pd.unique(values):
+            idx = np.flatnonzero(values == value)
+            rows.append({"slice": col, "value": value, "rows": len(idx), **compute_metrics(task, take(p, idx))})
+    return pd.DataFrame(rows)
+
+
+def slice_gates(gates: tuple[Gate, ...], table: pd.DataFrame, min_rows: int = 30) -> list[GateResult]:
+    """Each slice gate judged on its worst slice among those with at least `min_rows` rows."""
+    out = []
+    for g in gates:
+        judged = table[(table["rows"] >= min_rows) & table.get(g.metric, pd.Series(dtype=float)).notna()] \
+            if g.metric in table else table.iloc[0:0]
+        name = f"every slice: {g}"
+        if judged.empty:
+            out.append(GateResult(name, g.metric, float("nan"), g.threshold, True,
+                                  f"no slice with >= {min_rows} rows and a defined {g.metric}: not judged"))
+            continue
+        worst = judged.loc[judged[g.metric].idxmin() if g.bound == "min" else judged[g.metric].idxmax()]
+        failing = judged[~judged[g.metric].map(g.passes)]
+        detail = f"worst {worst['slice']}={worst['value']} ({int(worst['rows'])} rows)"
+        if len(failing):
+            detail += "; failing: " + ", ".join(f"{r['slice']}={r['value']} {r[g.metric]:.3f}" for _, r in failing.iterrows())
+        out.append(GateResult(name, g.metric, float(worst[g.metric]), g.threshold, failing.empty, detail))
+    return out
+
+# %% ../nbs/09_evals.ipynb #c018
 def contract_gate(champion: tuple[str, Contract] | None, contract: Contract) -> GateResult | None:
     """The gate 'no breaking change against the champion's contract'; `champion` is (version, contract) as
     `registry.champion_contract` returns it, None when there is no champion (then there is no gate)."""

@@ -6,16 +6,19 @@ champion with every move recorded."""
 # %% ../nbs/19_promotion.ipynb #c003
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
-from . import registry
+from . import evals, registry
 from .contracts import Contract, fingerprint, validate
 from .data import read_table
-from .errors import GateFailed, ModelNotFound, RegistryError
-from .evals import GateResult, Verdict, check_gates, compute_metrics, contract_gate, predict
+from .errors import GateFailed, LifecycleError, ModelNotFound, RegistryError
+from .evals import GateResult, Predictions, Verdict, check_gates, compute_metrics, contract_gate, predict
 from .quality import split_data
 from .registry import Event, resolve_version
 from .settings import Settings
@@ -23,27 +26,64 @@ from .tracking import load_model
 from .training import xy
 
 # %% auto #0
-__all__ = ['Evaluation', 'evaluate_model', 'project_split', 'split_gate', 'promote', 'previous_champion', 'rollback']
+__all__ = ['Evaluation', 'champion_predictions', 'evaluate_model', 'project_split', 'split_gate', 'promote', 'previous_champion',
+           'rollback']
 
 # %% ../nbs/19_promotion.ipynb #c005
 @dataclass(frozen=True)
 class Evaluation:
-    """Metrics on the held-out rows and the verdict of every gate."""
+    """Metrics on the held-out rows with their bootstrap intervals, metrics per slice, and every gate's verdict."""
     metrics: dict[str, float]
     verdict: Verdict
     test_rows: int
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    slices: pd.DataFrame = field(default_factory=pd.DataFrame)
+    confidence: float = 0.95
+
+    def table(self) -> pd.DataFrame:
+        """Each metric with its interval, for a notebook or a model card."""
+        return pd.DataFrame([{"metric": k, "value": v, "low": self.intervals.get(k, (np.nan,))[0],
+                              "high": self.intervals.get(k, (np.nan, np.nan))[1]} for k, v in self.metrics.items()])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, "verdict": self.verdict.to_dict(), "test_rows": self.test_rows}
+        return {"metrics": self.metrics, "verdict": self.verdict.to_dict(), "test_rows": self.test_rows,
+                "confidence": self.confidence, "intervals": {k: list(v) for k, v in self.intervals.items()},
+                "slices": json.loads(self.slices.to_json(orient="records"))}
+
+
+def champion_predictions(settings: Settings, champion: tuple[str, Contract] | None, test: pd.DataFrame,
+                         task: str) -> Predictions | None:
+    """The champion's predictions on the same test rows (None if it cannot score them)."""
+    if champion is None:
+        return None
+    version, contract = champion
+    try:
+        model = load_model(f"models:/{settings.registry.model_name}/{version}")
+        X, y = xy(test, contract)
+        return predict(model, X, y, task)
+    except (LifecycleError, MlflowException, KeyError, ValueError, OSError):
+        return None
 
 
 def evaluate_model(settings: Settings, contract: Contract, model: Any, test: pd.DataFrame) -> Evaluation:
-    """Score `model` on `test` and judge the `[gates]` and the contract gate against today's champion."""
+    """Score `model` on `test` and judge every gate of `[gates]`: floors, the contract gate, the paired-bootstrap
+    regression against today's champion, and the slice gates."""
+    g = settings.gates
     X, y = xy(test, contract)
-    metrics = compute_metrics(contract.task, predict(model, X, y, contract.task))
-    verdict = check_gates(metrics, settings.gates.gates, contract.task).with_result(
-        contract_gate(registry.champion_contract(settings), contract))
-    return Evaluation(metrics, verdict, len(test))
+    preds = predict(model, X, y, contract.task)
+    metrics = compute_metrics(contract.task, preds)
+    intervals = evals.confidence_intervals(contract.task, preds, g.bootstrap, g.confidence, g.seed)
+    slices = evals.slice_metrics(contract.task, preds, test[list(contract.slices)]) if contract.slices else pd.DataFrame()
+    champion = registry.champion_contract(settings)
+    verdict = check_gates(metrics, g.gates, contract.task).with_result(contract_gate(champion, contract))
+    if champion is not None and g.regressions:
+        old = champion_predictions(settings, champion, test, contract.task)
+        for gate in g.regressions:
+            verdict = verdict.with_result(evals.regression_gate(gate, contract.task, preds, old, champion[0],
+                                                                g.bootstrap, g.confidence, g.seed))
+    for result in evals.slice_gates(g.slices, slices, g.slice_min_rows) if g.slices else ():
+        verdict = verdict.with_result(result)
+    return Evaluation(metrics, verdict, len(test), intervals, slices, g.confidence)
 
 # %% ../nbs/19_promotion.ipynb #c007
 def project_split(settings: Settings, contract: Contract) -> tuple[pd.DataFrame, pd.DataFrame]:

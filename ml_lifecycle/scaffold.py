@@ -27,6 +27,7 @@ DEFAULT_GATES = {"binary": "min_roc_auc = 0.6", "multiclass": "min_balanced_accu
 def render_settings(name: str, data: str, contract: str, task: str, n_classes: int = 2) -> str:
     """The text of a project's settings.ini."""
     gate = DEFAULT_GATES[task].format(chance=round(min(1.0, 1.2 / max(n_classes, 2)), 2))
+    regression = f"max_regression_{gate.split()[0].removeprefix('min_')} = 0.02"
     return f"""\
 # Lifecycle settings of the {name} project. Paths are relative to this file.
 # Any key can be overridden by an environment variable ML_LIFECYCLE_<SECTION>__<KEY>,
@@ -81,6 +82,12 @@ experiment = experiment.yaml
 [gates]
 # min_<metric> or max_<metric>, judged on the held-out test split; all must pass for champion
 {gate}
+# max_regression_<metric>: at most this much worse than the champion (paired bootstrap on the same test rows)
+{regression}
+# slice_min_<metric> / slice_max_<metric> hold in every slice of the contract with >= slice_min_rows rows
+slice_min_rows = 50
+bootstrap = 1000
+confidence = 0.95
 
 [serving]
 host = 127.0.0.1

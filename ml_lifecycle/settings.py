@@ -95,8 +95,22 @@ class Gate:
 
 @dataclass(frozen=True)
 class GateSettings:
-    """Absolute gates on held-out metrics, e.g. `min_roc_auc = 0.75`."""
+    """The promotion gates of `[gates]`:
+
+    - `min_<metric>` / `max_<metric>`: absolute floors and ceilings on the test split;
+    - `max_regression_<metric>`: how much worse than the champion the model may be, judged by a paired bootstrap
+      on the same test rows (the lower end of the confidence interval of the change must stay above it);
+    - `slice_min_<metric>` / `slice_max_<metric>`: the same bound in every slice of the contract's slice columns
+      that has at least `slice_min_rows` rows;
+    - `bootstrap` resamples, at `confidence`, with `seed`.
+    """
     gates: tuple[Gate, ...] = ()
+    regressions: tuple[Gate, ...] = ()  # Gate(metric, "max", allowed drop)
+    slices: tuple[Gate, ...] = ()
+    bootstrap: int = 1000
+    confidence: float = 0.95
+    slice_min_rows: int = 30
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -220,15 +234,30 @@ def _parse_value(section: str, key: str, value: str, typ: typing.Any) -> typing.
 
 
 def _parse_gates(values: Mapping[str, str]) -> GateSettings:
-    """Parse `min_<metric>` / `max_<metric>` keys into gates."""
-    gates = []
+    """Parse `[gates]`: bounds, regression margins, slice bounds and the bootstrap's settings."""
+    gates: dict[str, list[Gate]] = {"gates": [], "regressions": [], "slices": []}
+    options: dict[str, typing.Any] = {}
+    types = {"bootstrap": int, "confidence": float, "slice_min_rows": int, "seed": int}
     for key, value in values.items():
-        bound, _, metric = key.partition("_")
+        if key in types:
+            options[key] = _parse_value("gates", key, value, types[key])
+            continue
+        kind, rest = ("regressions", key[len("max_regression_"):]) if key.startswith("max_regression_") else \
+            ("slices", key[len("slice_"):]) if key.startswith("slice_") else ("gates", key)
+        bound, _, metric = rest.partition("_")
+        if kind == "regressions":
+            bound, metric = "max", rest
         if bound not in ("min", "max") or metric not in METRICS:
             raise SettingsError("gates", key, value,
-                                f"unknown gate; use min_<metric> or max_<metric> with a metric in {sorted(METRICS)}")
-        gates.append(Gate(metric, bound, _parse_value("gates", key, value, float)))
-    return GateSettings(tuple(gates))
+                                "unknown gate; use min_<metric>, max_<metric>, max_regression_<metric>, "
+                                f"slice_min_<metric> or slice_max_<metric> with a metric in {sorted(METRICS)}, "
+                                f"or one of {sorted(types)}")
+        gates[kind].append(Gate(metric, bound, _parse_value("gates", key, value, float)))
+    if not 0 < options.get("confidence", 0.95) < 1:
+        raise SettingsError("gates", "confidence", values.get("confidence"), "must be between 0 and 1, e.g. 0.95")
+    if options.get("bootstrap", 1000) < 100:
+        raise SettingsError("gates", "bootstrap", values.get("bootstrap"), "use at least 100 resamples")
+    return GateSettings(**{k: tuple(v) for k, v in gates.items()}, **options)
 
 
 def _parse_section(name: str, values: Mapping[str, str]) -> typing.Any:
