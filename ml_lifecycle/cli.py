@@ -197,6 +197,18 @@ def _verdict_lines(verdict: dict | None) -> None:
              f"{r['threshold']:g}" + (f"  ({r['detail']})" if r.get("detail") else ""))
 
 
+def _build(settings, no_deploy: bool):
+    """The `prepare` step of promote/rollback: build the Bento before the alias moves (nothing moves if it fails)."""
+    if no_deploy:
+        return None
+    from ml_lifecycle.packaging import build_bento
+
+    def prepare(version: str) -> None:
+        _say(f"building the Bento of version {version} (before moving the alias) ...")
+        build_bento(settings, version, settings.registry.champion_alias)
+    return prepare
+
+
 def _deploy(settings, version: str, by: str) -> None:
     from ml_lifecycle.packaging import deploy
     d = deploy(settings, version, settings.registry.champion_alias, by=by)
@@ -214,12 +226,18 @@ def cmd_promote(args: argparse.Namespace) -> int:
     alias = settings.registry.champion_alias
     _say(f"judging version {args.version} of {settings.registry.model_name} by the gates of {settings.root / 'settings.ini'}")
     try:
-        event = promote(settings, args.version, force=args.force, reason=args.reason or "")
+        event = promote(settings, args.version, force=args.force, reason=args.reason or "",
+                        prepare=_build(settings, args.no_deploy))
     except GateFailed as exc:
         _verdict_lines(exc.verdict)
         raise
     if event is None:
-        _say(f"version {args.version} is already {alias}: nothing to do")
+        from ml_lifecycle.packaging import current_deployment
+        _say(f"version {args.version} is already {alias}")
+        deployed = current_deployment(settings)
+        if not args.no_deploy and (deployed is None or deployed.model_version != str(args.version)):
+            from ml_lifecycle.registry import current_user
+            _deploy(settings, str(args.version), current_user())  # e.g. a deploy that failed after the move
         return 0
     _verdict_lines(event.verdict)
     _say(f"{alias}: v{event.from_version or '-'} -> v{event.to_version}"
@@ -233,7 +251,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     """Move champion back to the previous champion (no retraining) and deploy its Bento."""
     from ml_lifecycle.promotion import rollback
     settings = _settings(args)
-    event = rollback(settings, reason=args.reason or "")
+    event = rollback(settings, reason=args.reason or "", prepare=_build(settings, args.no_deploy))
     _say(f"{event.alias}: v{event.from_version} -> v{event.to_version}  (rolled back; recorded in the history)")
     if not args.no_deploy:
         _deploy(settings, event.to_version, event.by)
@@ -324,12 +342,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except bentoml.exceptions.BentoMLException as exc:
         raise LifecycleError(f"no Bento '{tag}' in the BentoML store: build it with `ml-lifecycle package`") from exc
     host, port = settings.serving.host, args.port or settings.serving.port
-    exe = str(Path(sys.executable).parent / "bentoml")
     _say(f"serving {tag} on http://{host}:{port}  (POST /predict, /predict_one; GET /healthz /readyz /docs.json; "
          "Ctrl-C stops it)")
-    log = settings.path(settings.monitoring.prediction_log)
+    log = settings.monitoring.prediction_log
+    log = log if str(log) == "off" else settings.path(log)
     _say(f"prediction log: {log}")
-    os.execve(exe, [exe, "serve", tag, "--host", host, "--port", str(port)],
+    os.execve(sys.executable, [sys.executable, "-m", "bentoml", "serve", tag, "--host", host, "--port", str(port)],
               bentoml_env(ML_LIFECYCLE_MONITORING__PREDICTION_LOG=str(log)))
     return 0  # not reached: the server replaced this process
 

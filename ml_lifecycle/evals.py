@@ -168,14 +168,14 @@ def metric_functions(task: str, p: Predictions) -> dict[str, Any]:
     classes = [str(c) for c in p.classes]
     k = len(classes)
     code = {c: j for j, c in enumerate(classes)}
-    t = np.array([code.get(v, -1) for v in p.y_true.astype(str)])
-    q = np.array([code.get(v, -1) for v in p.y_pred.astype(str)])
-    probs = p.scores / p.scores.sum(axis=1, keepdims=True)
+    t = np.array([code.get(v, k) for v in p.y_true.astype(str)])  # k: a label the model never saw (always wrong)
+    q = np.array([code.get(v, k) for v in p.y_pred.astype(str)])
+    probs = np.column_stack([p.scores / p.scores.sum(axis=1, keepdims=True), np.zeros(len(t))])
     eps = np.finfo(probs.dtype).eps
 
     def counts(i):
-        tp = np.bincount(t[i][q[i] == t[i]], minlength=k)
-        return tp, np.bincount(q[i], minlength=k) - tp, np.bincount(t[i], minlength=k) - tp  # tp, fp, fn
+        tp = np.bincount(t[i][q[i] == t[i]], minlength=k + 1)
+        return tp, np.bincount(q[i], minlength=k + 1) - tp, np.bincount(t[i], minlength=k + 1) - tp  # tp, fp, fn
 
     def balanced(i):
         tp, _, fn = counts(i)
@@ -183,6 +183,8 @@ def metric_functions(task: str, p: Predictions) -> dict[str, Any]:
         return float(np.mean(tp[present] / (tp + fn)[present]))
 
     def log_loss(i):
+        if (t[i] == k).any():  # undefined for a label without a score, as in scikit-learn
+            return float("nan")
         return float(-np.mean(np.log(np.clip(probs[i, t[i]], eps, 1 - eps))))
 
     out = {"accuracy": lambda i: float(np.mean(t[i] == q[i])), "balanced_accuracy": balanced, "log_loss": log_loss}
@@ -206,7 +208,7 @@ def metric_functions(task: str, p: Predictions) -> dict[str, Any]:
             return float(np.mean(np.where(denom > 0, 2 * tp[seen] / np.maximum(denom, 1), 0.0)))
 
         def auc_ovr(i):
-            if len(np.unique(t[i])) < k:
+            if len(np.unique(t[i])) != k or (t[i] == k).any():
                 return float("nan")
             return float(np.mean([_rank_auc(t[i] == j, p.scores[i, j]) for j in range(k)]))
         out.update(f1_macro=f1_macro, roc_auc_ovr=auc_ovr)

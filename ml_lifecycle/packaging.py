@@ -22,9 +22,10 @@ import cloudpickle
 import yaml
 from mlflow import MlflowClient
 
+from .contracts import breaking_changes
 from .errors import RegistryError
 from .files import atomic_write_text
-from .registry import current_user
+from .registry import current_user, version_contract
 from .serving import CONTRACT_FILE, MODEL_FILE
 from .settings import Settings
 from .tracking import connect, load_model
@@ -71,7 +72,7 @@ def export_model(settings: Settings, version: str) -> str:
     contract = yaml.safe_load(Path(contract_path).read_text())
     labels = {"model_name": name, "model_version": str(version), "mlflow_run_id": mv.run_id,
               "contract_version": str(contract.get("version", ""))}
-    with bentoml.models.create(name, labels=labels, metadata={"task": contract["target"]["task"]}) as bm:
+    with bentoml.models.create(bento_name(settings), labels=labels, metadata={"task": contract["target"]["task"]}) as bm:
         with open(bm.path_of(MODEL_FILE), "wb") as f:
             cloudpickle.dump(model, f)
         Path(bm.path_of(CONTRACT_FILE)).write_text(yaml.safe_dump(contract, sort_keys=False))
@@ -93,6 +94,19 @@ def _build_context(bentofile: Path, dest: Path) -> Path:
     return dest / "bentofile.yaml"
 
 
+def _check_challenger(settings: Settings, version: str, challenger: str) -> None:
+    """A challenger served beside `version` gets the requests `version`'s contract accepts: refuse one whose contract
+    wants other features or breaks that contract (it would score imputed or rejected values)."""
+    old, new = version_contract(settings, version), version_contract(settings, challenger)
+    breaking = [f"{c.column}: {c.what}" for c in breaking_changes(old, new)]
+    extra = sorted({c.name for c in new.features} - {c.name for c in old.features})
+    if breaking or extra:
+        raise RegistryError(f"version {challenger} cannot serve beside version {version}: requests are validated "
+                            f"against version {version}'s contract, and version {challenger}'s "
+                            + "; ".join([*(["needs features " + ", ".join(extra)] if extra else []),
+                                         *(["breaks it: " + "; ".join(breaking)] if breaking else [])]))
+
+
 def build_bento(settings: Settings, version: str, alias: str = "", challenger: str | None = None,
                 mode: str = "single", fraction: float | None = None) -> str:
     """Build (or reuse) the Bento serving exactly `version` (`<model>:v<version>-<run>`), or, in `shadow` or
@@ -104,6 +118,8 @@ def build_bento(settings: Settings, version: str, alias: str = "", challenger: s
     if (mode == "single") != (challenger is None) or mode not in ("single", "shadow", "canary"):
         raise RegistryError(f"mode '{mode}' needs {'no' if mode == 'single' else 'a'} challenger version")
     fraction = settings.serving.canary_fraction if fraction is None else fraction
+    if challenger is not None:
+        _check_challenger(settings, str(version), str(challenger))
     if mode == "canary" and not 0 <= fraction <= 1:
         raise RegistryError(f"canary fraction {fraction} is not between 0 and 1")
     connect(settings)
@@ -132,7 +148,7 @@ def build_bento(settings: Settings, version: str, alias: str = "", challenger: s
         args.update(challenger_tag=export_model(settings, str(challenger)), mode=mode, canary_fraction=fraction)
     with tempfile.TemporaryDirectory(prefix="ml-lifecycle-bento-") as ctx:
         bentofile = _build_context(settings.path(settings.serving.bentofile), Path(ctx))
-        cmd = [str(Path(sys.executable).parent / "bentoml"), "build", ctx, "-f", str(bentofile),
+        cmd = [sys.executable, "-m", "bentoml", "build", ctx, "-f", str(bentofile),
                "--name", bento_name(settings), "--version", tag.split(":", 1)[1], "-o", "tag",
                *[a for k, v in args.items() for a in ("--arg", f"{k}={v}")],
                *[a for k, v in labels.items() for a in ("--label", f"{k}={v}")]]

@@ -212,7 +212,8 @@ def package_digest() -> str:
 
 
 def settings_digest(settings: Settings, sections: tuple[str, ...] | None) -> str:
-    """A digest of the named settings sections' values and of the files they point to."""
+    """A digest of the named settings sections' values and of the files they point to (not of the files the
+    lifecycle itself writes, marked `output` in the settings: the deployment pointer, the prediction log)."""
     names = sorted(settings.raw) if sections is None else sorted(sections)
     parts = [json.dumps({n: dict(settings.raw.get(n, {})) for n in names}, sort_keys=True)]
     for name in names:
@@ -221,7 +222,7 @@ def settings_digest(settings: Settings, sections: tuple[str, ...] | None) -> str
             continue
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
-            if isinstance(value, Path) and settings.path(value).is_file():
+            if isinstance(value, Path) and not f.metadata.get("output") and settings.path(value).is_file():
                 parts.append(f"{name}.{f.name}:{sha256_file(settings.path(value))}")
     return sha256_text(*parts)
 

@@ -7,6 +7,7 @@ champion with every move recorded."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from mlflow.exceptions import MlflowException
 from . import evals, registry
 from .contracts import Contract, fingerprint, validate
 from .data import read_table
-from .errors import GateFailed, LifecycleError, ModelNotFound, RegistryError
+from .errors import GateFailed, LifecycleError, ModelNotFound, RegistryError, SettingsError
 from .evals import GateResult, Predictions, Verdict, check_gates, compute_metrics, contract_gate, predict
 from .quality import split_data
 from .registry import Event, resolve_version
@@ -65,6 +66,18 @@ def champion_predictions(settings: Settings, champion: tuple[str, Contract] | No
         return None
 
 
+def _check_gate_metrics(g: Any, contract: Contract, available: set[str]) -> None:
+    """A regression or slice gate on a metric the task lacks, or a slice gate without slices, is a settings error."""
+    for key, gate in [*((f"max_regression_{x.metric}", x) for x in g.regressions),
+                      *((f"slice_{x.bound}_{x.metric}", x) for x in g.slices)]:
+        if gate.metric not in available:
+            raise SettingsError("gates", key, gate.threshold, f"metric '{gate.metric}' is not computed for a "
+                                f"{contract.task} task; available: {sorted(available)}")
+        if key.startswith("slice_") and not contract.slices:
+            raise SettingsError("gates", key, gate.threshold, f"contract {contract.name} has no slices: add "
+                                "`slices: [column, ...]` to it, or remove the gate")
+
+
 def evaluate_model(settings: Settings, contract: Contract, model: Any, test: pd.DataFrame) -> Evaluation:
     """Score `model` on `test` and judge every gate of `[gates]`: floors, the contract gate, the paired-bootstrap
     regression against today's champion, and the slice gates."""
@@ -72,6 +85,7 @@ def evaluate_model(settings: Settings, contract: Contract, model: Any, test: pd.
     X, y = xy(test, contract)
     preds = predict(model, X, y, contract.task)
     metrics = compute_metrics(contract.task, preds)
+    _check_gate_metrics(g, contract, set(evals.metric_functions(contract.task, preds)))
     intervals = evals.confidence_intervals(contract.task, preds, g.bootstrap, g.confidence, g.seed)
     slices = evals.slice_metrics(contract.task, preds, test[list(contract.slices)]) if contract.slices else pd.DataFrame()
     champion = registry.champion_contract(settings)
@@ -104,11 +118,13 @@ def split_gate(trained_on: str | None, train: pd.DataFrame) -> GateResult:
                       float(same), 1.0, same, detail)
 
 
-def promote(settings: Settings, version: str, force: bool = False, reason: str = "",
-            by: str | None = None) -> Event | None:
+def promote(settings: Settings, version: str, force: bool = False, reason: str = "", by: str | None = None,
+            prepare: Callable[[str], Any] | None = None) -> Event | None:
     """Judge a registered version by the gates and make it champion; None if it already is.
 
-    Refused with `GateFailed` if a gate fails, unless `force` is given with a `reason`."""
+    Refused with `GateFailed` if a gate fails, unless `force` is given with a `reason`. `prepare(version)` runs
+    after the judgement and before the alias moves (the CLI builds the Bento there), so that if it fails,
+    nothing has moved."""
     if force and not reason.strip():
         raise RegistryError("a forced promotion needs a reason: --force --reason \"why\"")
     version = resolve_version(settings, version=version)
@@ -128,6 +144,8 @@ def promote(settings: Settings, version: str, force: bool = False, reason: str =
         raise GateFailed(verdict.failed, f"version {version} of '{settings.registry.model_name}'",
                          "Not promoted; to override, pass --force --reason \"why\" (recorded in the history)",
                          verdict.to_dict())
+    if prepare is not None:
+        prepare(version)
     return registry.move_alias(settings, champion, version, "promote", reason, forced=not verdict.passed,
                                verdict=verdict, by=by)
 
@@ -147,8 +165,11 @@ def previous_champion(settings: Settings) -> tuple[str, str]:
     return current, chain[-2]
 
 
-def rollback(settings: Settings, reason: str = "", by: str | None = None) -> Event:
-    """Move `champion` back to the previous champion and record it."""
+def rollback(settings: Settings, reason: str = "", by: str | None = None,
+             prepare: Callable[[str], Any] | None = None) -> Event:
+    """Move `champion` back to the previous champion and record it; `prepare(previous)` runs first."""
     current, previous = previous_champion(settings)
+    if prepare is not None:
+        prepare(previous)
     return registry.move_alias(settings, settings.registry.champion_alias, previous, "rollback",
                       reason or f"rolled back from version {current}", by=by)

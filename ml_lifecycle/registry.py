@@ -158,6 +158,15 @@ def champion_chain(events: Sequence[Event], alias: str = "champion") -> list[str
     return chain
 
 # %% ../nbs/11_registry.ipynb #c009
+def _compact(verdict: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The verdict as an event keeps it: each gate's name, value, threshold and result, without the long details
+    (those stay in the version's `gates.verdict` tag), so an event fits any registry's tag size."""
+    if verdict is None:
+        return None
+    keep = ("gate", "value", "threshold", "passed")
+    return {"passed": verdict.get("passed"), "results": [{k: r.get(k) for k in keep} for r in verdict.get("results", [])]}
+
+
 def move_alias(settings: Settings, alias: str, version: str, action: str, reason: str = "", forced: bool = False,
                verdict: Verdict | Mapping[str, Any] | None = None, by: str | None = None) -> Event:
     """Point `alias` at `version` and append the event to the history."""
@@ -168,7 +177,7 @@ def move_alias(settings: Settings, alias: str, version: str, action: str, reason
     except MlflowException:
         previous = None
     event = Event(action, alias, previous, str(version), by or current_user(), _now(), reason, forced,
-                  verdict.to_dict() if isinstance(verdict, Verdict) else verdict)
+                  _compact(verdict.to_dict() if isinstance(verdict, Verdict) else verdict))
     try:
         client.set_registered_model_alias(name, alias, str(version))
     except MlflowException as exc:

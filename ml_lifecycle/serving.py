@@ -128,7 +128,10 @@ class PredictionLog:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        torn = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes()[-1:] == b"\n"
         self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # open for the service's life
+        if torn:  # a killed server left half a line: end it, so the first new line stays whole
+            self._file.write("\n")
         self._lock = threading.Lock()
 
     def write(self, endpoint: str, status: int, model_version: str, latency_ms: float, inputs: Any,
@@ -242,13 +245,23 @@ class Scorer:
                 del self._queue[:self.max_batch_requests]
                 try:
                     results = await asyncio.to_thread(self._score_batch, [rows for rows, _ in jobs])
-                except Exception as exc:  # every request of the batch gets the error; the next batch goes on
-                    for _, future in jobs:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
+                except Exception as exc:
+                    if len(jobs) == 1:
+                        jobs[0][1].done() or jobs[0][1].set_exception(exc)
+                        continue
+                    # one request's rows broke the model call: score each alone, so only that request fails
+                    results = []
+                    for rows, _ in jobs:
+                        try:
+                            results.append((await asyncio.to_thread(self._score_batch, [rows]))[0])
+                        except Exception as one:
+                            results.append(one)
                 for (_, future), result in zip(jobs, results, strict=True):
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
                         future.set_result(result)
         finally:
             self._busy = False

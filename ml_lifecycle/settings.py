@@ -123,7 +123,8 @@ class ServingSettings:
     max_batch_requests: int = 32  # adaptive batching: at most this many requests per model call
     canary_fraction: float = 0.1  # share of requests a canary Bento sends to the challenger
     bentofile: Path = Path("bentofile.yaml")  # the BentoML build file of the project
-    deployment: Path = Path("deploy/champion.json")  # pointer to the deployed Bento, moved by promote/rollback
+    # pointer to the deployed Bento, moved by promote/rollback; an output, so not part of any step's inputs
+    deployment: Path = field(default=Path("deploy/champion.json"), metadata={"output": True})
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class QualitySettings:
 @dataclass(frozen=True)
 class MonitoringSettings:
     """Where predictions are logged, and the drift alert thresholds."""
-    prediction_log: Path = Path("logs/predictions.jsonl")
+    prediction_log: Path = field(default=Path("logs/predictions.jsonl"), metadata={"output": True})
     psi_threshold: float = 0.2
     ks_pvalue: float = 0.01
 

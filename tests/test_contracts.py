@@ -128,6 +128,9 @@ def test_a_contract_that_breaks_the_champions_is_a_failed_gate(demo_project):
         in r.stderr and "--force --reason" in r.stderr, r.stderr
     assert "FAIL  contract compatible with champion v1" in r.stdout and "age: max 100 -> 90 (narrowed)" in r.stdout
     assert cli("promote", "2", "--force", "--no-deploy", cwd=demo_project).returncode == 1  # no reason: refused
+    r = cli("package", "1", "--canary", "2", cwd=demo_project)  # v1's requests would include ages v2 rejects
+    assert r.returncode == 1 and "version 2 cannot serve beside version 1" in r.stderr \
+        and "age: max 100 -> 90 (narrowed)" in r.stderr, r.stderr
     r = cli("promote", "2", "--force", "--reason", "age > 90 is out of scope now", "--no-deploy", cwd=demo_project)
     assert r.returncode == 0 and "champion: v1 -> v2  FORCED" in r.stdout, r.stdout + r.stderr
     events = [json.loads(line) for line in cli("history", "--json", cwd=demo_project).stdout.splitlines()]

@@ -196,3 +196,22 @@ def test_init_and_run_on_user_data(tmp_path, make):
     reg = json.loads(product(only_run_dir(proj), "register", "registration").read_text())
     assert reg == {"name": "user_table_model", "version": "1", "aliases": ["challenger", "champion"], "champion": True}
     assert str(client_for(proj).get_model_version_by_alias("user_table_model", "champion").version) == "1"
+
+
+def test_rerun_is_all_cached_and_never_undoes_a_rollback(demo_project):
+    """The deployment pointer is an output, not an input: re-runs stay cached, and a cached or re-run package step
+    never moves the deployment back to a version that is no longer champion."""
+    seed7 = {"ML_LIFECYCLE_TRAINING__SEED": "7"}  # a second model, as good as the first: it becomes champion
+    assert cli("run", cwd=demo_project).returncode == 0
+    r = cli("run", cwd=demo_project, env=seed7)
+    assert "registered demo_model version 2 as challenger, champion" in r.stdout, r.stdout + r.stderr
+    pointer = demo_project / "deploy" / "champion.json"
+    assert json.loads(pointer.read_text())["model_version"] == "2"
+    r = cli("rollback", "--reason", "test", cwd=demo_project)
+    assert r.returncode == 0 and json.loads(pointer.read_text())["model_version"] == "1", r.stdout + r.stderr
+    r = cli("run", cwd=demo_project, env=seed7)
+    assert r.returncode == 0 and "nothing changed since the last run: no step executed" in r.stdout, r.stdout
+    r = cli("run", "--only", "package", cwd=demo_project, env=seed7)  # the step itself checks the alias
+    assert r.returncode == 0 and json.loads(pointer.read_text())["model_version"] == "1", r.stdout + r.stderr
+    assert "champion is now version 1: not deployed" in product(only_run_dir(demo_project), "package",
+                                                                  "deployment").read_text()
