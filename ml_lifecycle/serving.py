@@ -128,7 +128,11 @@ class PredictionLog:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        torn = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes()[-1:] == b"\n"
+        torn = False
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, "rb") as f:  # only the last byte: the log may be large
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
         self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # open for the service's life
         if torn:  # a killed server left half a line: end it, so the first new line stays whole
             self._file.write("\n")
