@@ -9,12 +9,14 @@ import contextlib
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['atomic_path', 'atomic_write_text', 'staging_dir', 'discard', 'sha256_file', 'sha256_text', 'sha256_files']
+__all__ = ['atomic_path', 'atomic_write_text', 'staging_dir', 'discard', 'sha256_file', 'sha256_text', 'sha256_files',
+           'git_commit']
 
 # %% ../nbs/02_files.ipynb #c005
 @contextlib.contextmanager
@@ -89,3 +91,15 @@ def sha256_files(paths: Iterable[str | os.PathLike], root: str | os.PathLike) ->
     """One digest over several files, by their path relative to `root` and their content."""
     root = Path(root)
     return sha256_text(*[f"{Path(p).relative_to(root).as_posix()}:{sha256_file(p)}" for p in sorted(map(Path, paths))])
+
+# %% ../nbs/02_files.ipynb #c017
+def git_commit(root: Path) -> str:
+    """The project's git commit (with `-dirty` if files changed), or `none` outside a git repository."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+    try:
+        sha = git("rev-parse", "HEAD")
+        return (sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")) if sha else "none"
+    except OSError:  # no git executable
+        return "none"

@@ -24,15 +24,14 @@ from mlflow import MlflowClient
 
 from .contracts import breaking_changes
 from .errors import RegistryError
-from .files import atomic_write_text
+from .files import atomic_write_text, git_commit
 from .registry import current_user, version_contract
 from .serving import CONTRACT_FILE, MODEL_FILE
 from .settings import Settings
 from .tracking import connect, load_model
 
 # %% auto #0
-__all__ = ['bento_name', 'bento_tag', 'git_commit', 'export_model', 'bentoml_env', 'build_bento', 'Deployment', 'deploy',
-           'current_deployment']
+__all__ = ['bento_name', 'bento_tag', 'export_model', 'bentoml_env', 'build_bento', 'Deployment', 'deploy', 'current_deployment']
 
 # %% ../nbs/18_packaging.ipynb #c005
 def bento_name(settings: Settings) -> str:
@@ -47,18 +46,6 @@ def bento_tag(settings: Settings, version: str, run_id: str) -> str:
     The run id makes the tag unique across registries: the BentoML store is shared by every project of a
     user, and two registries (two projects, or a registry deleted and made anew) can both have a version 3."""
     return f"{bento_name(settings)}:v{version}-{run_id[:8]}"
-
-
-def git_commit(root: Path) -> str:
-    """The project's git commit (with `-dirty` if files changed), or `none` outside a git repository."""
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else ""
-    try:
-        sha = git("rev-parse", "HEAD")
-        return (sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")) if sha else "none"
-    except OSError:  # no git executable
-        return "none"
 
 # %% ../nbs/18_packaging.ipynb #c008
 def export_model(settings: Settings, version: str) -> str:

@@ -5,9 +5,12 @@
 # %% ../nbs/10_tracking.ipynb #c003
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import json
 import logging
 import os
+import platform
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,12 +22,13 @@ import yaml
 from mlflow import MlflowClient
 
 from .contracts import Contract
+from .files import git_commit, sha256_text
 from .schemas import model_signature, validate_requests
 from .settings import Settings
 
 # %% auto #0
-__all__ = ['connect', 'start_run', 'ensure_run', 'end_run', 'log_params', 'log_metrics', 'log_dict', 'log_files', 'ContractModel',
-           'log_model', 'load_pyfunc', 'load_model']
+__all__ = ['PROVENANCE_PACKAGES', 'connect', 'start_run', 'ensure_run', 'end_run', 'log_params', 'log_metrics', 'log_dict',
+           'log_files', 'ContractModel', 'log_model', 'load_pyfunc', 'load_model', 'installed_packages', 'provenance']
 
 # %% ../nbs/10_tracking.ipynb #c005
 def connect(settings: Settings) -> str:
@@ -151,3 +155,26 @@ def load_pyfunc(model_uri: str) -> Any:
 def load_model(model_uri: str) -> Any:
     """Load the fitted scikit-learn pipeline of a logged model."""
     return load_pyfunc(model_uri).unwrap_python_model().pipeline
+
+# %% ../nbs/10_tracking.ipynb #c011
+PROVENANCE_PACKAGES = ("ml_lifecycle", "scikit-learn", "numpy", "pandas", "scipy", "torch", "mlflow", "bentoml")
+
+
+def installed_packages() -> dict[str, str]:
+    """Every installed distribution and its version."""
+    return dict(sorted((d.metadata["Name"], d.version) for d in importlib.metadata.distributions()
+                       if d.metadata["Name"]))
+
+
+def provenance(settings: Settings, contract: Contract, spec: Any = None) -> dict[str, str]:
+    """Run parameters that pin down how a model was trained (all `repro.*`)."""
+    packages = installed_packages()
+    lower = {k.lower().replace("_", "-"): v for k, v in packages.items()}
+    spec_dict = spec.to_dict() if spec is not None else {}
+    out = {"repro.git_commit": git_commit(settings.root), "repro.python": platform.python_version(),
+           "repro.seed.training": str(settings.training.seed), "repro.seed.split": str(settings.data.split_seed),
+           "repro.contract_digest": contract.digest,
+           "repro.feature_spec_digest": sha256_text(json.dumps(spec_dict, sort_keys=True, default=str))[:16]}
+    for name in PROVENANCE_PACKAGES:
+        out[f"repro.version.{name}"] = lower.get(name.replace("_", "-"), "not installed")
+    return out

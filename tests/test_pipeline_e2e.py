@@ -64,6 +64,11 @@ def test_demo_run_registers_a_champion(demo_runs):
     run = client.get_run(record["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert len(run.data.params["data.fingerprint"]) == 16 and run.data.params["contract.name"] == "credit_default"
+    params = run.data.params  # provenance: seeds, digests, code and package versions
+    assert params["repro.git_commit"] == "none" and params["repro.seed.training"] == "42"  # (a copy, not a repo)
+    assert params["repro.contract_digest"] == params["contract.digest"] and len(params["repro.feature_spec_digest"]) == 16
+    assert params["repro.version.scikit-learn"].startswith("1.9") and params["repro.version.torch"].startswith("2.13")
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "environment")} == {"environment/packages.json"}
     assert run.data.metrics["test.roc_auc"] >= 0.75
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "notebooks")}
     assert artifacts == {f"notebooks/{n}" for n in names}
