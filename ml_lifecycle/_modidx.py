@@ -328,6 +328,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                        'ml_lifecycle.registry._compact': ('registry.html#_compact', 'ml_lifecycle/registry.py'),
                                        'ml_lifecycle.registry._now': ('registry.html#_now', 'ml_lifecycle/registry.py'),
                                        'ml_lifecycle.registry._versions': ('registry.html#_versions', 'ml_lifecycle/registry.py'),
+                                       'ml_lifecycle.registry.alias_drift': ('registry.html#alias_drift', 'ml_lifecycle/registry.py'),
                                        'ml_lifecycle.registry.alias_version': ('registry.html#alias_version', 'ml_lifecycle/registry.py'),
                                        'ml_lifecycle.registry.champion_chain': ('registry.html#champion_chain', 'ml_lifecycle/registry.py'),
                                        'ml_lifecycle.registry.champion_contract': ( 'registry.html#champion_contract',

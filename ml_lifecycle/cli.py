@@ -73,8 +73,9 @@ def _summary(record) -> None:
         verdict = "gates passed" if reg["champion"] else "gates failed: champion unchanged"
         _say(f"registered {reg['name']} version {reg['version']} as {', '.join(reg['aliases'])} ({verdict})")
         dep = next((Path(r.products["deployment"]) for r in record.steps if "deployment" in r.products), None)
-        if dep is not None and record.step("package").status == "done" and json.loads(dep.read_text()).get("bento"):
-            _say(f"deployed Bento {json.loads(dep.read_text())['bento']}; serve it with: ml-lifecycle serve")
+        bento = json.loads(dep.read_text()).get("bento") if dep and record.step("package").status == "done" else None
+        if bento:
+            _say(f"deployed Bento {bento}; serve it with: ml-lifecycle serve")
     elif done == 0:
         _say("nothing changed since the last run: no step executed")
     if record.mlflow_run_id:
@@ -264,7 +265,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     from ml_lifecycle.errors import ModelNotFound
     from ml_lifecycle.packaging import current_deployment
-    from ml_lifecycle.registry import champion_chain, history, resolve_version
+    from ml_lifecycle.registry import alias_drift, champion_chain, history, resolve_version
     settings = _settings(args)
     events = history(settings)
     if args.json:
@@ -279,11 +280,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         current = resolve_version(settings, alias=alias)
     except ModelNotFound:
         current = None
-    chain = champion_chain(events, alias)
     _say(f"{alias} now: " + (f"v{current}" if current else "none"))
-    if current and (not chain or chain[-1] != current):
-        _say(f"warning: the history ends at {'v' + chain[-1] if chain else 'nothing'} but '{alias}' points at "
-             f"v{current}: the alias was moved outside ml-lifecycle")
+    if drift := alias_drift(alias, champion_chain(events, alias), current):
+        _say(f"warning: {drift}")
     d = current_deployment(settings)
     if d is not None:
         _say(f"deployed: Bento {d.bento} (model version {d.model_version}, since {d.at}, by {d.by})")
@@ -330,13 +329,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ml_lifecycle.packaging import bentoml_env, build_bento, current_deployment
     from ml_lifecycle.registry import resolve_version
     settings = _settings(args)
+    deployed = None if args.tag or args.alias else current_deployment(settings)
     if args.tag:
         tag = args.tag
-    elif args.alias or current_deployment(settings) is None:
+    elif deployed is not None:
+        tag = deployed.bento
+    else:
         alias = args.alias or settings.registry.champion_alias
         tag = build_bento(settings, resolve_version(settings, alias=alias), alias)
-    else:
-        tag = current_deployment(settings).bento
     try:
         bentoml.get(tag)
     except bentoml.exceptions.BentoMLException as exc:
@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     hist.set_defaults(func=cmd_history)
 
     package = sub.add_parser("package", help="build the Bento of a registered version",
-                             description="Build the Bento <model>:v<version> from [serving] bentofile, with the model "
+                             description="Build the Bento <model>:v<version>-<run> from [serving] bentofile, with the model "
                                          "inside and labels for run id, version, alias, contract version, git commit.")
     which_version = package.add_mutually_exclusive_group()
     which_version.add_argument("version", nargs="?", metavar="VERSION", help="registered model version number")

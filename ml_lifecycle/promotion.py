@@ -155,10 +155,8 @@ def previous_champion(settings: Settings) -> tuple[str, str]:
     champion = settings.registry.champion_alias
     chain = registry.champion_chain(registry.history(settings), champion)
     current = resolve_version(settings, alias=champion)
-    if not chain or chain[-1] != current:
-        raise RegistryError(f"alias '{champion}' points at version {current} but the history says "
-                            f"{'version ' + chain[-1] if chain else 'nothing'}: it was moved outside ml-lifecycle; "
-                            "use `ml-lifecycle promote VERSION` to choose the champion")
+    if drift := registry.alias_drift(champion, chain, current):
+        raise RegistryError(drift)
     if len(chain) < 2:
         raise RegistryError(f"version {current} is the first champion of '{settings.registry.model_name}': "
                             "there is no earlier champion to roll back to")

@@ -26,7 +26,7 @@ from .tracking import connect
 
 # %% auto #0
 __all__ = ['HISTORY_PREFIX', 'resolve_version', 'alias_version', 'version_contract', 'version_tags', 'Event', 'current_user',
-           'record_event', 'history', 'champion_chain', 'move_alias', 'Registered', 'register_model',
+           'record_event', 'history', 'champion_chain', 'alias_drift', 'move_alias', 'Registered', 'register_model',
            'champion_contract']
 
 # %% ../nbs/11_registry.ipynb #c005
@@ -156,6 +156,15 @@ def champion_chain(events: Sequence[Event], alias: str = "champion") -> list[str
         else:
             chain.append(e.to_version)
     return chain
+
+
+def alias_drift(alias: str, chain: Sequence[str], current: str | None) -> str:
+    """'' if the replayed `chain` ends at the version the alias points at; otherwise what disagrees."""
+    if current is None or (chain and chain[-1] == current):
+        return ""
+    return (f"alias '{alias}' points at version {current} but the history says "
+            f"{'version ' + chain[-1] if chain else 'nothing'}: it was moved outside ml-lifecycle; "
+            "use `ml-lifecycle promote VERSION` to choose the champion")
 
 # %% ../nbs/11_registry.ipynb #c009
 def _compact(verdict: Mapping[str, Any] | None) -> dict[str, Any] | None:

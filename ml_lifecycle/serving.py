@@ -30,7 +30,7 @@ from .errors import ContractViolation, LifecycleError
 from .schemas import parse_records, request_model
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'ARGS', 'LOG_ENV', 'MODES', 'Records', 'OneRecord', 'Answer', 'OneAnswer',
+__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'LOG_FIELDS', 'ARGS', 'LOG_ENV', 'MODES', 'Records', 'OneRecord', 'Answer', 'OneAnswer',
            'predict_records', 'rejection', 'check_request', 'respond', 'records_type', 'record_type',
            'prediction_schema', 'response_type', 'PredictionLog', 'read_prediction_log', 'BodyLimit', 'Scorer',
            'ServiceArgs', 'ModelService']
@@ -122,8 +122,12 @@ def response_type(contract: Contract | None, one: bool = False) -> Any:
     return Annotated[dict[str, Any], WithJsonSchema(schema)]
 
 # %% ../nbs/17_serving.ipynb #c011
+LOG_FIELDS = ("ts", "endpoint", "status", "model_version", "latency_ms", "inputs", "outputs", "violations", "route",
+              "shadow", "batched")
+
+
 class PredictionLog:
-    """Append-only JSONL log of served requests."""
+    """Append-only JSONL log of served requests, one object with the `LOG_FIELDS` per line."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -164,8 +168,7 @@ def read_prediction_log(path: str | os.PathLike) -> pd.DataFrame:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
-    return pd.DataFrame(rows, columns=["ts", "endpoint", "status", "model_version", "latency_ms", "inputs",
-                                       "outputs", "violations", "route", "shadow", "batched"])
+    return pd.DataFrame(rows, columns=list(LOG_FIELDS))
 
 # %% ../nbs/17_serving.ipynb #c014
 class BodyLimit:
