@@ -97,8 +97,8 @@ def unchanged_rerun(project: Path) -> float:
     return wall
 
 
-GRID = {"training.trainer": ["random_forest"],
-        "training.params": [{"n_estimators": 300, "max_depth": 8}, {"n_estimators": 300, "max_depth": 16},
+GRID = {"experiment.model.trainer": ["random_forest"],
+        "experiment.model.params": [{"n_estimators": 300, "max_depth": 8}, {"n_estimators": 300, "max_depth": 16},
                             {"n_estimators": 300, "min_samples_leaf": 1}, {"n_estimators": 300, "min_samples_leaf": 8}]}
 
 

@@ -31,12 +31,12 @@ from pathlib import Path
 import nbformat
 import ml_lifecycle as ml
 from ml_lifecycle import tracking
-from ml_lifecycle.pipeline import load_pipeline
+from ml_lifecycle.pipeline import load_pipeline, with_experiment
 from ml_lifecycle.settings import save_snapshot
 
 project = Path(sys.argv[1])
 settings = ml.load_settings(project / "settings.ini")
-pipe = load_pipeline(settings.path(settings.project.pipelines_dir))
+pipe = with_experiment(load_pipeline(settings.path(settings.project.pipelines_dir)), settings)
 run_dir = project / "runs" / "plain"
 run_dir.mkdir(parents=True)
 snapshot = save_snapshot(settings, run_dir / "settings.json")
@@ -46,7 +46,7 @@ for step in pipe.steps:
     params = {"settings_path": str(snapshot), "mlflow_run_id": run_id,
               **{k: str(run_dir / step.name / v) for k, v in step.products.items()},
               **{k: str(run_dir / src / f) for k, (src, f) in pipe.upstream_products(step).items()
-                 if k in step.declared}}
+                 if k in step.declared}, **step.parameters}
     ns = dict(params)
     for cell in nbformat.read(step.notebook, as_version=4).cells:
         if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):

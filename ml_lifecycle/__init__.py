@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "errors": ["LifecycleError", "SettingsError", "DataError", "DataNotFound", "EmptyData", "UnreadableData",
-               "DataQualityFailed", "ContractError", "ContractInvalid", "ContractViolation", "TrainingError", "GateFailed",
+               "DataQualityFailed", "ExperimentError", "ContractError", "ContractInvalid", "ContractViolation", "TrainingError", "GateFailed",
                "RegistryError", "ModelNotFound", "PipelineError", "PipelineSpecError", "StepFailed"],
     "settings": ["Settings", "load_settings"],
     "files": ["atomic_write_text"],
@@ -17,9 +17,10 @@ _EXPORTS = {
     "contracts": ["Contract", "load_contract", "save_contract", "infer_contract", "validate", "fingerprint",
                   "diff_contracts"],
     "schemas": ["request_model", "model_signature"],
+    "experiment": ["Experiment", "FeatureSpec", "load_experiment", "project_experiment"],
     "quality": ["split_data", "check_quality"],
-    "features": ["FeatureSpec", "build_features"],
-    "training": ["train_model", "xy", "model_params", "experiment_features"],
+    "features": ["build_features"],
+    "training": ["train_model", "xy", "model_params", "training_curves"],
     "evals": ["predict", "compute_metrics", "check_gates", "contract_gate", "Verdict"],
     "registry": ["register_model", "alias_version", "champion_contract", "resolve_version", "history"],
     "promotion": ["evaluate_model", "promote", "rollback"],
@@ -28,8 +29,8 @@ _EXPORTS = {
     "scaffold": ["init_project"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_MODULES = ("errors", "settings", "files", "data", "contracts", "schemas", "quality", "features", "training", "evals",
-            "tracking", "registry", "promotion", "pipeline", "kernels", "runner", "sweep", "scaffold", "serving", "packaging", "cli")
+_MODULES = ("errors", "settings", "files", "data", "contracts", "schemas", "experiment", "quality", "features", "training", "mlp", "evals",
+            "tracking", "registry", "promotion", "search", "reports", "pipeline", "kernels", "runner", "sweep", "scaffold", "serving", "packaging", "cli")
 
 __all__ = [
     "Contract",
@@ -40,6 +41,8 @@ __all__ = [
     "DataNotFound",
     "DataQualityFailed",
     "EmptyData",
+    "Experiment",
+    "ExperimentError",
     "FeatureSpec",
     "GateFailed",
     "LifecycleError",
@@ -63,18 +66,19 @@ __all__ = [
     "contract_gate",
     "diff_contracts",
     "evaluate_model",
-    "experiment_features",
     "fingerprint",
     "history",
     "infer_contract",
     "init_project",
     "load_contract",
+    "load_experiment",
     "load_pipeline",
     "load_settings",
     "make_demo_data",
     "model_params",
     "model_signature",
     "predict",
+    "project_experiment",
     "promote",
     "read_table",
     "register_model",
@@ -86,6 +90,7 @@ __all__ = [
     "split",
     "split_data",
     "train_model",
+    "training_curves",
     "validate",
     "write_table",
     "xy",

@@ -90,14 +90,20 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 # %% ../nbs/03_data.ipynb #c008
 def split(df: pd.DataFrame, target: str, test_size: float = 0.25, seed: int = 42,
-          stratify: bool = True, time: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split a frame into train and test: by `time` (the latest rows are the test split) when given,
-    otherwise at random, stratified on `target` when asked and possible."""
+          stratify: bool = True, time: str | None = None, group: str | None = None
+          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a frame into train and test: by `time` (the latest rows are the test split) when given, by whole
+    `group`s when given, otherwise at random, stratified on `target` when asked and possible."""
     if time is not None:
         ordered = df.sort_values(time, kind="stable")
         cut = len(ordered) - max(int(round(len(ordered) * test_size)), 1)
         train, test = ordered.iloc[:cut], ordered.iloc[cut:]
         return train.reset_index(drop=True), test.reset_index(drop=True)
+    if group is not None:
+        from sklearn.model_selection import GroupShuffleSplit
+        groups = df[group].astype(str).where(df[group].notna(), "<missing>")
+        tr, te = next(GroupShuffleSplit(1, test_size=test_size, random_state=seed).split(df, groups=groups))
+        return df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
     from sklearn.model_selection import train_test_split
     strat = df[target] if stratify and df[target].value_counts().min() >= 2 else None
     train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=strat)

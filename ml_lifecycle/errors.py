@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 # %% auto #0
-__all__ = ['LifecycleError', 'SettingsError', 'DataError', 'DataNotFound', 'EmptyData', 'UnreadableData', 'DataQualityFailed',
-           'ContractError', 'ContractInvalid', 'ContractViolation', 'TrainingError', 'GateFailed', 'RegistryError',
-           'ModelNotFound', 'PipelineError', 'PipelineSpecError', 'StepFailed']
+__all__ = ['LifecycleError', 'SettingsError', 'ExperimentError', 'DataError', 'DataNotFound', 'EmptyData', 'UnreadableData',
+           'DataQualityFailed', 'ContractError', 'ContractInvalid', 'ContractViolation', 'TrainingError', 'GateFailed',
+           'RegistryError', 'ModelNotFound', 'PipelineError', 'PipelineSpecError', 'StepFailed']
 
 # %% ../nbs/00_errors.ipynb #c004
 class LifecycleError(Exception):
@@ -20,6 +20,7 @@ class LifecycleError(Exception):
     ```
     LifecycleError
     ├── SettingsError (ValueError)        bad settings.ini key or value
+    │   └── ExperimentError               bad experiment config (experiment.yaml) key or value
     ├── DataError
     │   ├── DataNotFound (FileNotFoundError)
     │   ├── EmptyData
@@ -66,6 +67,15 @@ class SettingsError(LifecycleError, ValueError):
     def __init__(self, section: str, key: str, value: Any, problem: str):
         super().__init__(f"settings [{section}] {key} = {value!r}: {problem}")
         self.section, self.key, self.value, self.problem = section, key, value, problem
+
+
+class ExperimentError(SettingsError):
+    """A key of the experiment config (experiment.yaml) is unknown or has a bad value; `key` is its dotted path."""
+
+    def __init__(self, key: str, value: Any, problem: str, path: Any = None):
+        where = str(path) if path else "experiment config"
+        LifecycleError.__init__(self, f"{where}: {key} = {value!r}: {problem}" if key else f"{where}: {problem}")
+        self.section, self.key, self.value, self.problem, self.path = "experiment", key, value, problem, path
 
 
 class DataError(LifecycleError):

@@ -18,9 +18,10 @@ from types import MappingProxyType
 from .errors import SettingsError
 
 # %% auto #0
-__all__ = ['TASKS', 'METRICS', 'SECTIONS', 'ENV_PREFIX', 'ProjectSettings', 'DataSettings', 'TrackingSettings',
-           'RegistrySettings', 'TrainingSettings', 'Gate', 'GateSettings', 'ServingSettings', 'PipelineSettings',
-           'QualitySettings', 'MonitoringSettings', 'Settings', 'settings_from_raw', 'load_settings', 'save_snapshot']
+__all__ = ['TASKS', 'METRICS', 'OPERATIONAL', 'SECTIONS', 'ENV_PREFIX', 'MOVED', 'ProjectSettings', 'DataSettings',
+           'TrackingSettings', 'RegistrySettings', 'TrainingSettings', 'Gate', 'GateSettings', 'ServingSettings',
+           'PipelineSettings', 'QualitySettings', 'MonitoringSettings', 'Settings', 'settings_from_raw',
+           'load_settings', 'save_snapshot']
 
 # %% ../nbs/01_settings.ipynb #c005
 TASKS = ("binary", "multiclass", "regression")
@@ -33,6 +34,9 @@ METRICS: Mapping[str, str] = MappingProxyType({
     "rmse": "lower", "mae": "lower", "r2": "higher",
 })
 
+#: Measures of the fitted model itself, judged by `max_<measure>` gates only (not per slice, not against the champion).
+OPERATIONAL: Mapping[str, str] = MappingProxyType({"latency_p99_ms": "lower", "model_mb": "lower"})
+
 
 @dataclass(frozen=True)
 class ProjectSettings:
@@ -44,12 +48,9 @@ class ProjectSettings:
 
 @dataclass(frozen=True)
 class DataSettings:
-    """The training data file, its contract, and how it is split into train and test."""
+    """The training data file and its contract (how it is split is the experiment config's `split`)."""
     path: Path
     contract: Path
-    test_size: float = 0.25
-    split_seed: int = 42
-    split: str = "auto"  # auto (time if the contract has a time column, else random) | random | time
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,11 @@ class RegistrySettings:
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """Which trainer to use, its hyperparameters (JSON), the seed, class-imbalance handling, experiment config."""
-    trainer: str = "logistic_regression"
-    params: Mapping[str, typing.Any] = field(default_factory=lambda: MappingProxyType({}))
-    seed: int = 42
-    class_weight: str = "none"
-    resample: str = "none"  # none | over | under (classification): fit on a class-balanced resample
-    experiment: Path = Path("experiment.yaml")  # the experiment config (feature spec); optional
+    """Where the experiment config is (what to train: see `ml_lifecycle.experiment`), and the Optuna study
+    storage of hyperparameter searches (any SQLAlchemy URL; a relative sqlite path is under the project)."""
+    # reaches the steps as their `experiment` parameter (cut to the sections each reads), hashed there
+    experiment: Path = field(default=Path("experiment.yaml"), metadata={"parameter": True})
+    search_storage: str = "sqlite:///optuna.db"
 
 
 @dataclass(frozen=True)
@@ -98,6 +97,7 @@ class GateSettings:
     """The promotion gates of `[gates]`:
 
     - `min_<metric>` / `max_<metric>`: absolute floors and ceilings on the test split;
+    - `max_latency_p99_ms` / `max_model_mb`: the fitted model's single-row p99 latency and pickled size;
     - `max_regression_<metric>`: how much worse than the champion the model may be, judged by a paired bootstrap
       on the same test rows (the lower end of the confidence interval of the change must stay above it);
     - `slice_min_<metric>` / `slice_max_<metric>`: the same bound in every slice of the contract's slice columns
@@ -191,13 +191,16 @@ class Settings:
         """Resolve a project-relative path against the project root."""
         return p if p.is_absolute() else self.root / p
 
-    @property
-    def tracking_uri(self) -> str:
-        """The tracking URI with a relative sqlite path made absolute under the project root."""
-        uri = self.tracking.uri
+    def url(self, uri: str) -> str:
+        """A database URL with a relative sqlite path made absolute under the project root."""
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
             return "sqlite:///" + str(self.root / uri[len("sqlite:///"):])
         return uri
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI (a relative sqlite path is under the project root)."""
+        return self.url(self.tracking.uri)
 
 # %% ../nbs/01_settings.ipynb #c010
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -248,17 +251,24 @@ def _parse_gates(values: Mapping[str, str]) -> GateSettings:
         bound, _, metric = rest.partition("_")
         if kind == "regressions":
             bound, metric = "max", rest
-        if bound not in ("min", "max") or metric not in METRICS:
+        operational = kind == "gates" and bound == "max" and metric in OPERATIONAL
+        if bound not in ("min", "max") or (metric not in METRICS and not operational):
             raise SettingsError("gates", key, value,
                                 "unknown gate; use min_<metric>, max_<metric>, max_regression_<metric>, "
                                 f"slice_min_<metric> or slice_max_<metric> with a metric in {sorted(METRICS)}, "
-                                f"or one of {sorted(types)}")
+                                f"max_<measure> with a measure in {sorted(OPERATIONAL)}, or one of {sorted(types)}")
         gates[kind].append(Gate(metric, bound, _parse_value("gates", key, value, float)))
     if not 0 < options.get("confidence", 0.95) < 1:
         raise SettingsError("gates", "confidence", values.get("confidence"), "must be between 0 and 1, e.g. 0.95")
     if options.get("bootstrap", 1000) < 100:
         raise SettingsError("gates", "bootstrap", values.get("bootstrap"), "use at least 100 resamples")
     return GateSettings(**{k: tuple(v) for k, v in gates.items()}, **options)
+
+
+# keys of earlier releases that now live in the experiment config
+MOVED = {("training", "trainer"): "model.trainer", ("training", "params"): "model.params", ("training", "seed"): "seed",
+         ("training", "class_weight"): "model.class_weight", ("training", "resample"): "model.resample",
+         ("data", "split"): "split.strategy", ("data", "test_size"): "split.test_size", ("data", "split_seed"): "seed"}
 
 
 def _parse_section(name: str, values: Mapping[str, str]) -> typing.Any:
@@ -269,6 +279,9 @@ def _parse_section(name: str, values: Mapping[str, str]) -> typing.Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in values.items():
+        if (name, key) in MOVED:
+            raise SettingsError(name, key, value, f"moved to the experiment config ({MOVED[name, key]} in "
+                                                  "experiment.yaml, see [training] experiment)")
         if key not in fields:
             raise SettingsError(name, key, value, f"unknown key; known keys are {sorted(fields)}")
     kwargs = {k: _parse_value(name, k, v, hints[k]) for k, v in values.items()}

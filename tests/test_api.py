@@ -18,9 +18,11 @@ PUBLIC = [
     "train_model", "validate", "write_table", "xy",
     # issue 4: contracts, schemas, data-quality checks, features
     "DataQualityFailed", "diff_contracts", "request_model", "model_signature", "split_data", "check_quality",
-    "experiment_features", "contract_gate", "champion_contract",
+    "contract_gate", "champion_contract",
     # issue 6 (registry part): one judgement for evaluate and promote; history; rollback
     "resolve_version", "history", "evaluate_model", "promote", "rollback",
+    # issue 5: the experiment config, curves of epoch-based trainers
+    "ExperimentError", "Experiment", "load_experiment", "project_experiment", "training_curves",
 ]
 
 

@@ -52,8 +52,15 @@ def test_bad_settings_override(demo_project):
 
 def test_unknown_settings_key(demo_project):
     ini = demo_project / "settings.ini"
-    ini.write_text(ini.read_text().replace("test_size = 0.25", "test_sise = 0.25"))
-    one_line_error(cli("run", cwd=demo_project), "settings [data] test_sise = '0.25': unknown key")
+    ini.write_text(ini.read_text().replace("contract = ", "contracts = "))
+    one_line_error(cli("run", cwd=demo_project), "settings [data] contracts = 'contracts/credit_default.yaml': unknown key")
+
+
+def test_bad_experiment_key_names_file_and_key(demo_project):
+    exp = demo_project / "experiment.yaml"
+    exp.write_text(exp.read_text().replace("strategy: auto", "strategy: shuffled"))
+    one_line_error(cli("run", cwd=demo_project), f"{exp}: split.strategy = 'shuffled': use one of")
+    assert not (demo_project / "runs").exists()  # checked before anything ran
 
 
 def test_missing_project(tmp_path):

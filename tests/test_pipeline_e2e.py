@@ -13,7 +13,8 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import cli, free_port, wait_for_http
+import yaml
+from conftest import BENTOML_HOME, CLI, Server, cli, free_port, wait_for_http
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -65,8 +66,10 @@ def test_demo_run_registers_a_champion(demo_runs):
     assert run.info.status == "FINISHED"
     assert len(run.data.params["data.fingerprint"]) == 16 and run.data.params["contract.name"] == "credit_default"
     params = run.data.params  # provenance: seeds, digests, code and package versions
-    assert params["repro.git_commit"] == "none" and params["repro.seed.training"] == "42"  # (a copy, not a repo)
+    assert params["repro.git_commit"] == "none" and params["repro.seed"] == "42"  # (a copy, not a repo)
     assert params["repro.contract_digest"] == params["contract.digest"] and len(params["repro.feature_spec_digest"]) == 16
+    assert len(params["repro.experiment_digest"]) == 16 and params["trainer"] == "logistic_regression"  # auto, resolved
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "experiment")} == {"experiment/experiment.json"}
     assert params["repro.version.scikit-learn"].startswith("1.9") and params["repro.version.torch"].startswith("2.13")
     assert {a.path for a in client.list_artifacts(run.info.run_id, "environment")} == {"environment/packages.json"}
     assert run.data.metrics["test.roc_auc"] >= 0.75
@@ -185,9 +188,27 @@ def _regression(rng, n):
     return pd.DataFrame({"sqm": sqm, "rooms": rooms, "city": city, "price": price}), "price", "regression", ".parquet"
 
 
+# each dataset with another part of the experiment config: both trainer families, a search, split strategies
+EXPERIMENTS = {
+    "binary": {"model": {"trainer": "torch_mlp", "params": {"hidden": [16], "max_epochs": 30, "patience": 4}},
+               "cv": {"folds": 3}, "metrics": ["roc_auc", "f1"],
+               "search": {"trials": 3, "space": {"lr": {"low": 0.001, "high": 0.02, "log": True}}},
+               "card": {"intended_use": "Flag accounts likely to churn for a retention call.",
+                        "limitations": ["Synthetic data."]}},
+    "multiclass": {"model": {"trainer": "hist_gradient_boosting", "params": {"max_iter": 50}},
+                   "split": {"strategy": "stratified", "test_size": 0.3}, "metrics": ["f1_macro", "accuracy"],
+                   "slices": ["soil"]},
+    "regression": {"model": {"trainer": "random_forest", "params": {"n_estimators": 40}},
+                   "split": {"strategy": "group", "group": "city_block", "test_size": 0.25}, "slices": ["city"]},
+}
+
+
 @pytest.mark.parametrize("make", [_binary, _multiclass, _regression], ids=["binary", "multiclass", "regression"])
 def test_init_and_run_on_user_data(tmp_path, make):
+    """`init` around the user's table, the experiment config edited, the full pipeline run, the evidence checked."""
     df, target, task, suffix = make(np.random.default_rng(3), 1500)
+    if task == "regression":
+        df["city_block"] = [f"b{i % 60}" for i in range(len(df))]  # the group split keeps each block on one side
     data = tmp_path / f"user_table{suffix}"
     df.to_csv(data, index=False) if suffix == ".csv" else df.to_parquet(data, index=False)
 
@@ -195,28 +216,68 @@ def test_init_and_run_on_user_data(tmp_path, make):
     assert r.returncode == 0, r.stderr
     proj = tmp_path / "proj"
     assert f"task: {task}" in (proj / "contracts" / "user_table.yaml").read_text()
+    exp = yaml.safe_load((proj / "experiment.yaml").read_text())
+    for section, value in EXPERIMENTS[task].items():
+        exp[section] = {**exp[section], **value} if isinstance(exp.get(section), dict) else value
+    (proj / "experiment.yaml").write_text(yaml.safe_dump(exp))
 
     r = cli("run", "--project", proj)
     assert r.returncode == 0, r.stdout + r.stderr
-    reg = json.loads(product(only_run_dir(proj), "register", "registration").read_text())
+    run_dir = only_run_dir(proj)
+    reg = json.loads(product(run_dir, "register", "registration").read_text())
     assert reg == {"name": "user_table_model", "version": "1", "aliases": ["challenger", "champion"], "champion": True}
-    assert str(client_for(proj).get_model_version_by_alias("user_table_model", "champion").version) == "1"
+    client = client_for(proj)
+    mv = client.get_model_version_by_alias("user_table_model", "champion")
+    run = client.get_run(mv.run_id)
+    assert run.data.params["trainer"] == EXPERIMENTS[task]["model"]["trainer"]
+    evaluation = json.loads(product(run_dir, "evaluate", "evaluation").read_text())
+    metrics = EXPERIMENTS[task].get("metrics")
+    if metrics:  # the experiment's metrics first, in its order, each with its interval
+        assert list(evaluation["metrics"])[:len(metrics)] == metrics and set(metrics) <= set(evaluation["intervals"])
+    if "slices" in EXPERIMENTS[task]:
+        assert {row["slice"] for row in evaluation["slices"]} == set(EXPERIMENTS[task]["slices"])
+    if task == "regression":  # the group split: no block on both sides
+        train = pd.read_parquet(product(run_dir, "validate", "train_data"))
+        test = pd.read_parquet(product(run_dir, "validate", "test_data"))
+        assert not set(train["city_block"]) & set(test["city_block"])
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    expected = ["residuals"] if task == "regression" else ["confusion_matrix", "roc_pr", "calibration"]
+    assert plots == {f"plots/{p}.png" for p in [*expected, "learning_curve"]}
+    card = product(run_dir, "register", "model_card").read_text()
+    assert card.startswith("# Model card: user_table_model version 1") and "## Limitations" in card
+    assert "95% low" in card and mv.description.startswith("# Model card: user_table_model version 1")
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "model_card")} == {
+        "model_card/model_card.md", "model_card/model_card.html"}
+    if task == "binary":
+        # the search: 3 trials, each a child run of the pipeline's run, the best one fed into the final fit
+        children = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
+        assert len(children) == 3 and "search.best.lr" in run.data.params
+        assert len(client.get_metric_history(run.info.run_id, "epoch.val_loss")) == int(run.data.metrics["epochs"])
+        assert "Flag accounts likely to churn" in card and "Synthetic data." in card
+        # the torch model is served by the same Bento service as any other
+        env = {**os.environ, "BENTOML_HOME": str(BENTOML_HOME), "BENTOML_DO_NOT_TRACK": "True"}
+        with Server(env, [CLI, "serve"], cwd=proj) as server:
+            status, body = server.predict([{"account": "A99999", "tenure": 3, "charges": 99.0, "plan": "monthly",
+                                            "support": False}])
+        assert status == 200 and body["model_version"] == "1", body
+        assert set(body["predictions"][0]["scores"]) == {"no", "yes"}
 
 
 def test_rerun_is_all_cached_and_never_undoes_a_rollback(demo_project):
     """The deployment pointer is an output, not an input: re-runs stay cached, and a cached or re-run package step
     never moves the deployment back to a version that is no longer champion."""
-    seed7 = {"ML_LIFECYCLE_TRAINING__SEED": "7"}  # a second model, as good as the first: it becomes champion
     assert cli("run", cwd=demo_project).returncode == 0
-    r = cli("run", cwd=demo_project, env=seed7)
+    exp = demo_project / "experiment.yaml"  # a second model, as good as the first: it becomes champion
+    exp.write_text(exp.read_text().replace("resample: none", "resample: over"))
+    r = cli("run", cwd=demo_project)
     assert "registered demo_model version 2 as challenger, champion" in r.stdout, r.stdout + r.stderr
     pointer = demo_project / "deploy" / "champion.json"
     assert json.loads(pointer.read_text())["model_version"] == "2"
     r = cli("rollback", "--reason", "test", cwd=demo_project)
     assert r.returncode == 0 and json.loads(pointer.read_text())["model_version"] == "1", r.stdout + r.stderr
-    r = cli("run", cwd=demo_project, env=seed7)
+    r = cli("run", cwd=demo_project)
     assert r.returncode == 0 and "nothing changed since the last run: no step executed" in r.stdout, r.stdout
-    r = cli("run", "--only", "package", cwd=demo_project, env=seed7)  # the step itself checks the alias
+    r = cli("run", "--only", "package", cwd=demo_project)  # the step itself checks the alias
     assert r.returncode == 0 and json.loads(pointer.read_text())["model_version"] == "1", r.stdout + r.stderr
     assert "champion is now version 1: not deployed" in product(only_run_dir(demo_project), "package",
                                                                   "deployment").read_text()

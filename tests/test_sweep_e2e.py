@@ -23,12 +23,12 @@ BIN = Path(sys.executable).parent
 
 def test_demo_sweep_on_a_local_cluster(tmp_path):
     project = copy_demo_project(tmp_path / "demo")
-    r = cli("sweep", "--grid", "training.trainer=logistic_regression,random_forest", "--until", "evaluate",
+    r = cli("sweep", "--grid", "experiment.model.trainer=logistic_regression,random_forest", "--until", "evaluate",
             cwd=project)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 points on a LocalCluster of 2 workers, until evaluate" in r.stdout
     rows = json.loads(next((project / "runs" / "sweeps").glob("*/results.json")).read_text())
-    assert [row["training.trainer"] for row in rows] == ["logistic_regression", "random_forest"]
+    assert [row["experiment.model.trainer"] for row in rows] == ["logistic_regression", "random_forest"]
     assert all(row["status"] == "done" and 0.5 < row["roc_auc"] <= 1 for row in rows)
     # validate is shared by both points: it ran once, before the fan-out, and both points found it cached
     assert [(row["executed"], row["cached"]) for row in rows] == [(2, 1), (2, 1)]
@@ -40,7 +40,8 @@ def test_demo_sweep_on_a_local_cluster(tmp_path):
     parent = client.search_runs([exp], "tags.`ml_lifecycle.sweep` = 'true'")[0]
     children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     labels = sorted(c.data.tags["ml_lifecycle.sweep_point"] for c in children)
-    assert labels == ["shared", "training.trainer=logistic_regression", "training.trainer=random_forest"]
+    assert labels == ["shared", "experiment.model.trainer=logistic_regression",
+                      "experiment.model.trainer=random_forest"]
     points = [c for c in children if c.data.tags["ml_lifecycle.sweep_point"] != "shared"]
     assert all("test.roc_auc" in c.data.metrics for c in points)
     assert client.search_registered_models() == []  # --until evaluate: nothing registered
@@ -50,6 +51,8 @@ def test_bad_grid_key_is_reported_before_anything_runs(tmp_path):
     project = copy_demo_project(tmp_path / "demo")
     r = cli("sweep", "--grid", "training.trainr=ridge", cwd=project)
     assert r.returncode == 1 and r.stderr.startswith("error: settings [training] trainr = 'ridge': unknown key")
+    r = cli("sweep", "--grid", "experiment.model.trainr=ridge", cwd=project)
+    assert r.returncode == 1 and "model.trainr = 'ridge': unknown key" in r.stderr, r.stderr
     assert not (project / "runs").exists()
     r = cli("sweep", "--grid", "train.max_rows=1,2", cwd=project)
     assert r.returncode == 1 and "notebook train.ipynb has no parameter 'max_rows'" in r.stderr
@@ -113,7 +116,7 @@ def test_sweep_on_an_existing_scheduler(tmp_path, scheduler):
 
 def test_unreachable_scheduler_is_one_line(tmp_path):
     project = copy_demo_project(tmp_path / "demo")
-    r = cli("sweep", "--grid", "training.trainer=ridge,random_forest", "--until", "validate", cwd=project,
+    r = cli("sweep", "--grid", "experiment.model.trainer=ridge,random_forest", "--until", "validate", cwd=project,
             env={"ML_LIFECYCLE_PIPELINE__DASK_SCHEDULER": f"tcp://127.0.0.1:{free_port()}"})
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:")
@@ -126,7 +129,7 @@ def test_failing_shared_step_is_one_line(tmp_path):
     row = lines[4].split(",")
     lines[4] = ",".join([row[0], "5", *row[2:]])  # age 5 breaks the contract (min 18)
     path.write_text("\n".join(lines) + "\n")
-    r = cli("sweep", "--grid", "training.trainer=logistic_regression,random_forest", "--until", "evaluate",
+    r = cli("sweep", "--grid", "experiment.model.trainer=logistic_regression,random_forest", "--until", "evaluate",
             cwd=project)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     last = r.stderr.strip().splitlines()[-1]
