@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(settings.path(settings.project.pipelines_dir))
     _say(f"ml-lifecycle run: {settings.project.name}, {len(pipeline.steps)} steps, data {data_path}")
     record = run_pipeline(settings, pipeline, force=args.force, from_step=args.from_step, only=args.only,
-                          on_event=_progress)
+                          until=args.until, on_event=_progress)
     _summary(record)
     return 0
 
@@ -368,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--from", dest="from_step", metavar="STEP", help="re-run STEP and every step below it")
     which.add_argument("--only", metavar="STEP",
                        help="run only STEP, using the cached products of the steps above it")
+    run.add_argument("--until", metavar="STEP", help="stop after STEP (e.g. evaluate: nothing is registered)")
     run.set_defaults(func=cmd_run)
 
     sweep = sub.add_parser("sweep", help="run the pipeline over a grid of settings or parameters, on Dask",

@@ -44,15 +44,15 @@ def train_network(net: torch.nn.Module, loss_fn: Any, X: torch.Tensor, y: torch.
     for epoch in range(1, max_epochs + 1):
         net.train()
         order = torch.randperm(n, generator=generator)
-        total = 0.0
+        total = torch.zeros(())
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             opt.zero_grad()
             loss = loss_fn(net(X[idx]), y[idx])
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
-        row = {"train_loss": total / n}
+            total += loss.detach() * len(idx)  # summed as a tensor: no Python float per batch
+        row = {"train_loss": total.item() / n}
         if X_val is not None:
             net.eval()
             with torch.no_grad():
