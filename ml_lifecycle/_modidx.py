@@ -468,6 +468,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                    'ml_lifecycle/search.py'),
                                      'ml_lifecycle.search._child_run': ('search.html#_child_run', 'ml_lifecycle/search.py'),
                                      'ml_lifecycle.search._log_child': ('search.html#_log_child', 'ml_lifecycle/search.py'),
+                                     'ml_lifecycle.search._optimize': ('search.html#_optimize', 'ml_lifecycle/search.py'),
                                      'ml_lifecycle.search._trial_rows': ('search.html#_trial_rows', 'ml_lifecycle/search.py'),
                                      'ml_lifecycle.search.cross_validate': ('search.html#cross_validate', 'ml_lifecycle/search.py'),
                                      'ml_lifecycle.search.cv_folds': ('search.html#cv_folds', 'ml_lifecycle/search.py'),

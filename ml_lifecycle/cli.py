@@ -371,12 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until", metavar="STEP", help="stop after STEP (e.g. evaluate: nothing is registered)")
     run.set_defaults(func=cmd_run)
 
-    sweep = sub.add_parser("sweep", help="run the pipeline over a grid of settings or parameters, on Dask",
+    sweep = sub.add_parser("sweep", help="run the pipeline over a grid of experiment keys, settings or parameters, "
+                                         "on Dask",
                            description="Run the pipeline (or up to --until STEP) once per grid point, fanned out on "
                                        "Dask (a LocalCluster, or [pipeline] dask_scheduler), and compare the points "
                                        "in one table and in MLflow (child runs of one parent run).")
     sweep.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2",
-                       help="a grid axis: <section>.<key> of settings.ini or <step>.<parameter>; repeatable")
+                       help="a grid axis: experiment.<key> of experiment.yaml (e.g. experiment.model.trainer), "
+                            "<section>.<key> of settings.ini, or <step>.<parameter>; repeatable")
     sweep.add_argument("--until", metavar="STEP", help="stop each point after STEP (e.g. evaluate)")
     sweep.add_argument("--project", default=".", metavar="DIR", help="project folder holding settings.ini (default: .)")
     sweep.set_defaults(func=cmd_sweep)

@@ -105,11 +105,13 @@ class Param:
 
 @dataclass(frozen=True)
 class SearchSpec:
-    """The hyperparameter search: how many trials, the space, pruning, an optional time limit (seconds)."""
+    """The hyperparameter search: how many trials, the space, pruning, an optional time limit (seconds), and how
+    many trials run at once on Dask (1: one after another, reproducible; more: faster, order-dependent)."""
     trials: int = 0
     space: tuple[Param, ...] = ()
     pruner: str = "median"  # median | none
     timeout: float | None = None
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class Experiment:
             "metrics": list(self.metrics),
             "slices": None if self.slices is None else list(self.slices),
             "search": {"trials": self.search.trials, "pruner": self.search.pruner, "timeout": self.search.timeout,
+                       "workers": self.search.workers,
                        "space": {p.name: ({"choices": list(p.choices)} if p.choices else
                                           {"low": p.low, "high": p.high, "log": p.log}) for p in self.search.space}},
             "features": self.features.to_dict(),
@@ -246,7 +249,8 @@ def experiment_from_dict(data: Mapping[str, Any] | None) -> Experiment:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ExperimentError("search.timeout", timeout, "must be a number of seconds > 0, or null")
     search = SearchSpec(_int("search.trials", q.get("trials", 0), 0),
-                        tuple(_param(str(k), v) for k, v in space.items()), pruner, timeout)
+                        tuple(_param(str(k), v) for k, v in space.items()), pruner, timeout,
+                        _int("search.workers", q.get("workers", 1), 1))
     if search.trials and not search.space:
         raise ExperimentError("search.space", {}, "a search (trials > 0) needs at least one hyperparameter range")
 

@@ -77,6 +77,9 @@ search_storage = sqlite:///optuna.db
 {regression}
 # slice_min_<metric> / slice_max_<metric> hold in every slice of the contract with >= slice_min_rows rows
 slice_min_rows = 50
+# the fitted model's single-row p99 predict latency (ms, features included) and pickled size (MB)
+max_latency_p99_ms = 250
+max_model_mb = 200
 bootstrap = 1000
 confidence = 0.95
 
@@ -168,6 +171,7 @@ search:
   trials: 0                     # 0: no search, model.params are used as they are
   pruner: median                # median | none
   timeout: null                 # seconds, or null
+  workers: 1                    # trials at once on Dask; 1 keeps the search exactly repeatable
   space: {{}}                     # e.g. {{C: {{low: 0.001, high: 100, log: true}}}}
 
 features:                       # the feature pipeline, fitted on the training split only, logged in the model

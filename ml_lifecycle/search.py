@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,8 @@ import pandas as pd
 from .contracts import Contract, fingerprint
 from .errors import ExperimentError, SettingsError, TrainingError
 from .evals import compute_metrics, predict
-from .experiment import Experiment, Param
-from .settings import METRICS, Settings
+from .experiment import Experiment, Param, experiment_from_dict
+from .settings import METRICS, Settings, settings_from_raw
 from .training import build_model, fit_model, xy
 
 # %% auto #0
@@ -118,7 +119,7 @@ class SearchResult:
 
 def study_name(settings: Settings, experiment: Experiment, train: pd.DataFrame) -> str:
     """The project, the experiment minus trials and timeout, and the training data: same inputs, same study."""
-    identity = replace(experiment, search=replace(experiment.search, trials=0, timeout=None))
+    identity = replace(experiment, search=replace(experiment.search, trials=0, timeout=None, workers=1))
     return f"{settings.project.name}-{identity.digest[:12]}-{fingerprint(train)[:12]}"
 
 
@@ -135,16 +136,20 @@ def suggest(trial: Any, space: tuple[Param, ...]) -> dict[str, Any]:
     return out
 
 
-def open_study(settings: Settings, name: str, direction: str, experiment: Experiment) -> Any:
-    """Create or load the study in `[training] search_storage`; a bad URL is a settings error."""
+def open_study(settings: Settings, name: str, direction: str, experiment: Experiment, worker: int = 0) -> Any:
+    """Create or load the study in `[training] search_storage`; a bad URL is a settings error. Each worker's
+    sampler has its own seed (the experiment's plus the worker's number)."""
     import optuna
     optuna.logging.set_verbosity(logging.WARNING)  # one line per trial is noise in a notebook; MLflow has them
     url = settings.url(settings.training.search_storage)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
               if experiment.search.pruner == "median" else optuna.pruners.NopPruner())
     try:
-        return optuna.create_study(storage=url, study_name=name, direction=direction, load_if_exists=True,
-                                   sampler=optuna.samplers.TPESampler(seed=experiment.seed), pruner=pruner)
+        # sqlite: wait for the lock (parallel workers write to one file) instead of failing at once
+        engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        return optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True,
+                                   sampler=optuna.samplers.TPESampler(seed=experiment.seed + worker), pruner=pruner)
     except Exception as exc:  # SQLAlchemy raises many types for a bad URL or an unreachable database
         raise SettingsError("training", "search_storage", settings.training.search_storage,
                             f"cannot open the Optuna storage: {str(exc).splitlines()[0]}") from None
@@ -156,16 +161,15 @@ def _trial_rows(study: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_search(settings: Settings, contract: Contract, experiment: Experiment, train: pd.DataFrame,
-               parent_run_id: str | None = None) -> SearchResult:
-    """Search `experiment.search.space` by cross-validation on `train`; each trial a child of `parent_run_id`."""
+def _optimize(raw: Mapping[str, Mapping[str, str]], root: str, contract: Contract, experiment_data: dict[str, Any],
+              train: pd.DataFrame, parent_run_id: str | None, name: str, n_trials: int, worker: int = 0) -> list[str]:
+    """Run `n_trials` trials of study `name` (one worker's share; plain data in, so a Dask worker can run it).
+    Returns the errors of the trials that failed."""
     import optuna
+    settings, experiment = settings_from_raw(raw, Path(root)), experiment_from_dict(experiment_data)
     metric, direction = objective(experiment, contract.task)
     folds = cv_folds(train, contract, experiment)
-    name = study_name(settings, experiment, train)
-    study = open_study(settings, name, direction, experiment)
-    finished = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-                   for t in study.trials)
+    study = open_study(settings, name, direction, experiment, worker)
     errors: list[str] = []
 
     def trial_fn(trial: optuna.Trial) -> float:
@@ -199,10 +203,35 @@ def run_search(settings: Settings, contract: Contract, experiment: Experiment, t
                 from ml_lifecycle.tracking import end_run
                 end_run(child, status)
 
-    study.optimize(trial_fn, n_trials=max(experiment.search.trials - finished, 0),
-                   timeout=experiment.search.timeout, catch=(TrainingError,))
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not complete:
+    study.optimize(trial_fn, n_trials=n_trials, timeout=experiment.search.timeout, catch=(TrainingError,))
+    return errors
+
+
+def run_search(settings: Settings, contract: Contract, experiment: Experiment, train: pd.DataFrame,
+               parent_run_id: str | None = None) -> SearchResult:
+    """Search `experiment.search.space` by cross-validation on `train`; each trial a child of `parent_run_id`.
+    With `search.workers > 1` the trials are shared out to that many Dask tasks (a LocalCluster, or
+    `[pipeline] dask_scheduler`), all writing to the one study."""
+    import optuna
+    metric, direction = objective(experiment, contract.task)
+    name = study_name(settings, experiment, train)
+    study = open_study(settings, name, direction, experiment)
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    remaining = max(experiment.search.trials - sum(t.state in done for t in study.trials), 0)
+    workers = max(min(experiment.search.workers, remaining), 1)
+    raw = {k: dict(v) for k, v in settings.raw.items()}
+    args = (raw, str(settings.root), contract, experiment.to_dict(), train, parent_run_id, name)
+    if workers == 1:
+        errors = _optimize(*args, remaining) if remaining else []
+    else:
+        from ml_lifecycle.sweep import dask_client
+        shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
+        with dask_client(replace(settings.pipeline, dask_workers=workers)) as client:
+            futures = [client.submit(_optimize, *args, n, i, pure=False, key=f"search-{name}-{i}-{remaining}")
+                       for i, n in enumerate(shares)]
+            errors = [e for f in futures for e in f.result()]
+    study = open_study(settings, name, direction, experiment)  # every worker's trials
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         raise TrainingError(f"hyperparameter search {name}: no trial completed"
                             + (f"; first error: {errors[0]}" if errors else ""))
     best = study.best_trial
