@@ -10,15 +10,16 @@ import argparse
 import itertools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import LifecycleError
 
 # %% auto #0
-__all__ = ['cmd_run', 'check_table', 'cmd_sweep', 'cmd_init', 'cmd_demo_data', 'cmd_contract_infer', 'cmd_contract_check',
-           'cmd_contract_diff', 'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_package', 'cmd_serve',
-           'build_parser', 'main']
+__all__ = ['ALERT_EXIT', 'cmd_run', 'check_table', 'cmd_sweep', 'cmd_init', 'cmd_demo_data', 'cmd_monitor', 'cmd_contract_infer',
+           'cmd_contract_check', 'cmd_contract_diff', 'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_package',
+           'cmd_serve', 'build_parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #c005
 def _say(*parts: object) -> None:
@@ -122,14 +123,64 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(items: Sequence[str], what: str, cast: Callable[[str], Any]) -> dict[str, Any]:
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise LifecycleError(f"{what} '{item}' is not COLUMN=VALUE")
+        try:
+            out[key] = cast(value)
+        except ValueError:
+            raise LifecycleError(f"{what} '{item}': {value!r} is not a number") from None
+    return out
+
+
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    """Write the deterministic demo table."""
+    """Write the deterministic demo table, optionally with a known drift injected."""
     from ml_lifecycle.data import make_demo_data, write_table
-    path = write_table(make_demo_data(args.rows, args.seed), args.output)
-    _say(f"wrote {args.rows} rows to {path}")
+    shift = _pairs(args.shift, "--shift", float)
+    new = _pairs(args.new_category, "--new-category", str)
+    path = write_table(make_demo_data(args.rows, args.seed, shift=shift, new_categories=new), args.output)
+    _say(f"wrote {args.rows} rows to {path}" + (f" (shifted: {shift}, new categories: {new})" if shift or new else ""))
     return 0
 
 # %% ../nbs/99_cli.ipynb #c007
+ALERT_EXIT = 3
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Judge the served traffic against the deployed model's reference profile."""
+    import dataclasses
+    import json
+
+    from ml_lifecycle.monitoring import parse_since
+    from ml_lifecycle.pipeline import load_pipeline
+    from ml_lifecycle.runner import run_pipeline
+    settings = _settings(args)
+    parse_since(args.since)  # a bad --since is an error before any kernel starts
+    spec = settings.path(settings.project.pipelines_dir) / "monitor.yaml"
+    pipe = load_pipeline(spec)
+    params = {"since": args.since or "", "version": args.version or "", "labels": args.labels or ""}
+    pipe = dataclasses.replace(pipe, steps=tuple(dataclasses.replace(s, parameters={**s.parameters, **params})
+                                                 if s.name == "monitor" else s for s in pipe.steps))
+    record = run_pipeline(settings, pipe, force=True, on_event=_progress)
+    report = json.loads(Path(record.step("monitor").products["report"]).read_text())
+    _say(f"monitored model version {report['model_version']}: {report['rows']} served rows "
+         f"({report['rejected']} rejected), {report['period'][0]} .. {report['period'][1]}")
+    for row in (r for r in report["drift"] if r["alert"]):
+        _say(f"  ALERT {row['feature']}: {row['statistic']} {row['value']:.4g} > {row['threshold']:g}"
+             + (f" ({row['detail']})" if row["detail"] else ""))
+    for row in (r for r in report["quality"] if r["alert"]):
+        _say(f"  ALERT live {row['metric']} {row['live']:.4f} [{row['live_low']:.4f}, {row['live_high']:.4f}] worse "
+             f"than offline [{row['low']:.4f}, {row['high']:.4f}]")
+    _say(f"recommendation: {report['recommendation']}")
+    for line in report["evidence"]:
+        _say(f"  - {line}")
+    _say(f"report: {record.step('monitor').notebook}")
+    return ALERT_EXIT if report["alerted"] else 0
+
+# %% ../nbs/99_cli.ipynb #c009
 def cmd_contract_infer(args: argparse.Namespace) -> int:
     """Draft a contract from a data file."""
     import yaml
@@ -186,7 +237,7 @@ def cmd_contract_diff(args: argparse.Namespace) -> int:
     _say("compatible: everything valid under the old contract is valid under the new one")
     return 0
 
-# %% ../nbs/99_cli.ipynb #c009
+# %% ../nbs/99_cli.ipynb #c011
 def _settings(args: argparse.Namespace):
     from ml_lifecycle.settings import load_settings
     return load_settings(Path(args.project) / "settings.ini")
@@ -351,7 +402,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               bentoml_env(ML_LIFECYCLE_MONITORING__PREDICTION_LOG=str(log)))
     return 0  # not reached: the server replaced this process
 
-# %% ../nbs/99_cli.ipynb #c011
+# %% ../nbs/99_cli.ipynb #c013
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ml-lifecycle` and its subcommands."""
     p = argparse.ArgumentParser(prog="ml-lifecycle",
@@ -483,7 +534,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("output", metavar="FILE", help="where to write it (.csv or .parquet)")
     demo.add_argument("--rows", type=int, default=6000, help="number of rows (default: 6000)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--shift", action="append", metavar="COLUMN=SD",
+                      help="move a numeric column's mean by SD standard deviations (known drift); repeatable")
+    demo.add_argument("--new-category", action="append", metavar="COLUMN=VALUE",
+                      help="give a quarter of the rows a category never seen in training; repeatable")
     demo.set_defaults(func=cmd_demo_data)
+
+    mon = sub.add_parser("monitor", help="judge served traffic for drift and live quality; exit 3 on an alert",
+                         description="Run the monitor notebook on the prediction log against the deployed model's "
+                                     "reference profile; print the alerts and the recommendation (retrain, roll back "
+                                     "or none). Exit 0: no alert, 3: an alert threshold was crossed, 1: error.")
+    mon.add_argument("--since", metavar="WHEN", help="only traffic since WHEN: an ISO time, or 30m, 24h, 7d back")
+    mon.add_argument("--version", metavar="N", help="the model version to judge (default: the deployed one)")
+    mon.add_argument("--labels", metavar="FILE", help="delayed labels: the contract's key and target columns")
+    mon.add_argument("--project", **project_arg)
+    mon.set_defaults(func=cmd_monitor)
     return p
 
 
@@ -499,6 +564,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
 
-# %% ../nbs/99_cli.ipynb #c016
+# %% ../nbs/99_cli.ipynb #c018
 if __name__ == "__main__":
     sys.exit(main())

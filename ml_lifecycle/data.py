@@ -110,8 +110,10 @@ def split(df: pd.DataFrame, target: str, test_size: float = 0.25, seed: int = 42
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 # %% ../nbs/03_data.ipynb #c010
-def make_demo_data(n: int = 6000, seed: int = 0, shift: dict[str, float] | None = None) -> pd.DataFrame:
-    """Generate the demo credit-default table deterministically."""
+def make_demo_data(n: int = 6000, seed: int = 0, shift: dict[str, float] | None = None,
+                   new_categories: dict[str, str] | None = None) -> pd.DataFrame:
+    """Generate the demo credit-default table deterministically; `shift` moves numeric columns' means (in
+    standard deviations) and `new_categories` gives a quarter of the rows a category never seen in training."""
     rng = np.random.default_rng(seed)
     age = rng.integers(18, 80, n)
     income = np.round(rng.lognormal(10.6, 0.5, n), 2)
@@ -125,13 +127,15 @@ def make_demo_data(n: int = 6000, seed: int = 0, shift: dict[str, float] | None 
              - 0.02 * (age - 45) - 0.003 * (tenure - 180) + 1.3 * (employment == "unemployed")
              + 0.4 * (region == "south") + rng.normal(0, 0.3, n))
     defaulted = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    df = pd.DataFrame({
-        "customer_id": np.arange(100_000, 100_000 + n), "age": age, "income": income, "debt_ratio": debt_ratio,
-        "credit_lines": credit_lines, "late_payments": late_payments, "tenure_months": tenure,
+    df = pd.DataFrame({  # customer ids differ between seeds: two generated tables never share a key
+        "customer_id": np.arange(100_000, 100_000 + n) + 1_000_000 * seed, "age": age, "income": income,
+        "debt_ratio": debt_ratio, "credit_lines": credit_lines, "late_payments": late_payments, "tenure_months": tenure,
         "region": region, "employment": employment, "defaulted": defaulted,
     })
     df.loc[rng.random(n) < 0.06, "income"] = np.nan
     df.loc[rng.random(n) < 0.03, "employment"] = None
     for col, sd in (shift or {}).items():
         df[col] = df[col] + sd * df[col].std()
+    for col, value in (new_categories or {}).items():
+        df.loc[rng.random(n) < 0.25, col] = value
     return df

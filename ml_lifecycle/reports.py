@@ -24,7 +24,8 @@ def _plt():
 
 # %% auto #0
 __all__ = ['confusion_figure', 'roc_pr_figure', 'calibration_figure', 'residuals_figure', 'learning_curve_figure',
-           'evaluation_figures', 'save_figures', 'evidence_limitations', 'model_card', 'markdown_html', 'write_card']
+           'evaluation_figures', 'save_figures', 'drift_figure', 'timeline_figure', 'evidence_limitations',
+           'model_card', 'markdown_html', 'write_card']
 
 # %% ../nbs/23_reports.ipynb #c005
 def confusion_figure(p: Predictions) -> Any:
@@ -158,6 +159,36 @@ def save_figures(figs: Mapping[str, Any], folder: str | os.PathLike, close: bool
     return paths
 
 # %% ../nbs/23_reports.ipynb #c010
+def drift_figure(drift: pd.DataFrame) -> Any:
+    """One panel per statistic: its value per feature (alerts in red) and the threshold."""
+    plt = _plt()
+    stats = [s for s in drift["statistic"].unique()] if len(drift) else []
+    fig, axes = plt.subplots(1, max(len(stats), 1), figsize=(3.6 * max(len(stats), 1), 0.35 * drift["feature"].nunique() + 2)
+                             if len(drift) else (4, 2), squeeze=False)
+    for ax, stat in zip(axes[0], stats, strict=False):
+        part = drift[drift["statistic"] == stat].sort_values("value")
+        ax.barh(part["feature"], part["value"], color=["tab:red" if a else "tab:blue" for a in part["alert"]])
+        ax.axvline(float(part["threshold"].iloc[0]), color="grey", ls="--", lw=1)
+        ax.set(title=stat, xlabel="value (dashed: threshold)")
+    fig.suptitle("Drift against the reference profile (red: alert)")
+    fig.tight_layout()
+    return fig
+
+
+def timeline_figure(timeline: pd.DataFrame, threshold: float) -> Any:
+    """PSI per feature over the windows of the monitored period."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for feature, part in timeline.groupby("feature"):
+        ax.plot(part["start"], part["psi"], marker="o", label=feature, lw=2 if part["psi"].max() > threshold else 1)
+    ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"psi threshold {threshold:g}")
+    ax.set(title="PSI per window", xlabel="window start (UTC)", ylabel="PSI")
+    ax.legend(fontsize=7, ncol=2)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/23_reports.ipynb #c013
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return "n/a" if v != v else f"{v:.4g}"

@@ -108,9 +108,24 @@ dask_scheduler =
 dask_workers = 2
 
 [monitoring]
+# the service's prediction log (JSONL, one line per request), read by `ml-lifecycle monitor`
 prediction_log = logs/predictions.jsonl
+# drift alert thresholds, one per statistic (see ml_lifecycle.monitoring)
 psi_threshold = 0.2
 ks_pvalue = 0.01
+ks_statistic = 0.1
+chi2_pvalue = 0.01
+chi2_cramers_v = 0.1
+prediction_psi = 0.2
+missing_rate_delta = 0.05
+new_category_share = 0.01
+# fewer served rows than this: no judgement; the drift timeline's number of windows
+min_rows = 100
+windows = 6
+# delayed labels (CSV or parquet with the contract's key and target), for live quality; empty: none
+labels =
+# live metrics that alert (comma-separated); empty: the metrics of the [gates] floors
+quality_metrics =
 """
 
 # %% ../nbs/18_scaffold.ipynb #c008

@@ -155,10 +155,20 @@ class QualitySettings:
 
 @dataclass(frozen=True)
 class MonitoringSettings:
-    """Where predictions are logged, and the drift alert thresholds."""
+    """Where predictions are logged, the drift and quality alert thresholds, and the reference profile's size."""
     prediction_log: Path = field(default=Path("logs/predictions.jsonl"), metadata={"output": True})
-    psi_threshold: float = 0.2
-    ks_pvalue: float = 0.01
+    psi_threshold: float = 0.2  # psi: population stability index of a feature
+    ks_pvalue: float = 0.01  # ks: numeric features, alert when p < ks_pvalue and statistic > ks_statistic
+    ks_statistic: float = 0.1
+    chi2_pvalue: float = 0.01  # chi2: categorical features, alert when p < chi2_pvalue and V > chi2_cramers_v
+    chi2_cramers_v: float = 0.1
+    prediction_psi: float = 0.2  # prediction: PSI of the predictions' distribution
+    missing_rate_delta: float = 0.05  # missing: change of a feature's missing-value rate
+    new_category_share: float = 0.01  # new_categories: share of values never seen in training
+    min_rows: int = 100  # fewer current rows than this: no judgement, reported as such
+    windows: int = 6  # the drift timeline splits the monitored period into this many windows
+    labels: str = ""  # delayed labels (CSV or parquet): the contract key and target columns; empty: none
+    quality_metrics: tuple[str, ...] = ()  # live metrics that alert; empty: the metrics of the [gates] floors
 
 # %% ../nbs/01_settings.ipynb #c008
 _SECTIONS: dict[str, type] = {
