@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One entry point for the README's two commands (needs only Python 3.11 and pip).
 
-    python3 dev.py demo   # install into .venv, then run the pipeline on the demo data
+    python3 dev.py demo   # install into .venv, run the pipeline on the demo data, serve the champion, send it
+                          # traffic with a known drift and run `ml-lifecycle monitor` on it
     python3 dev.py test   # install into .venv (with test tools), then run every check and test
 
 `test` runs, in order: nbdev-export must change nothing, notebooks must be clean (nbdev-clean changes
@@ -71,10 +72,74 @@ def unchanged(before: dict[str, str], after: dict[str, str], what: str, fix: str
     return not diff
 
 
+TRAFFIC = r"""
+import json, sys, time, urllib.request
+from datetime import datetime, timezone
+from ml_lifecycle.data import make_demo_data
+port = sys.argv[1]
+
+def post(route, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{route}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+for _ in range(180):  # the server's first start imports the model: up to 90 s
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+            break
+    except OSError:
+        time.sleep(0.5)
+else:
+    sys.exit(f"the server on port {port} did not become ready in 90 s")
+print(datetime.now(timezone.utc).isoformat(), flush=True)  # where this demo's traffic starts
+calm = make_demo_data(1000, seed=41).drop(columns="defaulted")
+drifted = make_demo_data(400, seed=42, shift={"debt_ratio": 1.0},
+                         new_categories={"employment": "gig_worker"}).drop(columns="defaulted")
+codes = [post("/predict", {"records": json.loads(calm.iloc[i:i + 50].to_json(orient="records"))})
+         for i in range(0, len(calm), 50)]
+codes += [post("/predict_one", {"record": r}) for r in json.loads(drifted.to_json(orient="records"))]
+print({c: codes.count(c) for c in sorted(set(codes))}, flush=True)
+"""
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def demo() -> int:
     install("test")
     say("running the pipeline on the demo data: ml-lifecycle run")
-    return sh(BIN / "ml-lifecycle", "run", check=False).returncode
+    if sh(BIN / "ml-lifecycle", "run", check=False).returncode:
+        return 1
+    port = free_port()
+    say(f"serving the champion (ml-lifecycle serve --port {port}) and sending it traffic: 1,000 records like the "
+        "training data, then 400 with debt_ratio moved by one standard deviation and a new employment category")
+    server = subprocess.Popen([str(BIN / "ml-lifecycle"), "serve", "--port", str(port)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out = sh(BIN / "python", "-c", TRAFFIC, str(port), capture_output=True, text=True, timeout=300, check=False)
+        if out.returncode:
+            print(f"error: sending traffic failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
+            return 1
+        since, codes = out.stdout.strip().splitlines()[:2]
+        print(f"  HTTP statuses {codes} (422: records the contract refused, the new category among them)")
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    say(f"monitoring that traffic: ml-lifecycle monitor --since {since}")
+    code = sh(BIN / "ml-lifecycle", "monitor", "--since", since, check=False).returncode
+    if code == 3:
+        print("\nmonitoring caught the injected drift (exit code 3, as a cron job or CI would see it)")
+        return 0
+    print(f"\nerror: monitoring should have alerted on the injected drift (exit code {code})")
+    return 1
 
 
 def test() -> int:

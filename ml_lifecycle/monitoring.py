@@ -19,11 +19,11 @@ from .errors import LifecycleError
 from .settings import MonitoringSettings
 
 # %% auto #0
-__all__ = ['STATISTICS', 'EPS', 'PROFILE_ARTIFACT', 'NumericProfile', 'CategoricalProfile', 'numeric_profile',
+__all__ = ['STATISTICS', 'EPS', 'PROFILE_ARTIFACT', 'NumericProfile', 'CategoricalProfile', 'category_counts', 'numeric_profile',
            'categorical_profile', 'Profile', 'MonitoringError', 'prediction_values', 'served_predictions',
-           'build_profile', 'Drift', 'Statistic', 'register_statistic', 'psi', 'current_shares', 'chi2_table',
-           'drift_table', 'load_reference', 'parse_since', 'served_rows', 'live_quality', 'MonitorReport', 'timeline',
-           'recommend', 'monitor']
+           'build_profile', 'Drift', 'Statistic', 'register_statistic', 'psi', 'Column', 'prepare', 'current_shares',
+           'chi2_table', 'drift_table', 'load_reference', 'parse_since', 'served_rows', 'live_quality', 'MonitorReport',
+           'timeline', 'recommend', 'monitor']
 
 # %% ../nbs/24_monitoring.ipynb #c005
 @dataclass(frozen=True)
@@ -47,12 +47,25 @@ class CategoricalProfile:
 
 
 def _as_float(values: Any) -> np.ndarray:
-    return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    s = values if isinstance(values, pd.Series) else pd.Series(values)
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        return s.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(s.astype(object), errors="coerce").to_numpy(dtype=float)
 
 
 def _as_text(values: Any) -> pd.Series:
     s = pd.Series(values, dtype=object)
     return s.where(s.isna(), s.astype(str))
+
+
+def category_counts(values: Any) -> tuple[pd.Series, int, int]:
+    """(count per category as text, missing count, rows): counted first, cast to text after (fast on 1M rows)."""
+    s = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    counts = s.value_counts(dropna=True)
+    if len(counts) and not all(isinstance(k, str) for k in counts.index):
+        counts = counts.groupby(counts.index.map(str)).sum()  # 1 and "1" are one category, as in the features
+    counts.index = counts.index.astype(object)
+    return counts, int(s.isna().sum()), len(s)
 
 
 def numeric_profile(values: Any, bins: int = 10, sample: int = 5000, seed: int = 0) -> NumericProfile:
@@ -71,11 +84,10 @@ def numeric_profile(values: Any, bins: int = 10, sample: int = 5000, seed: int =
 
 def categorical_profile(values: Any) -> CategoricalProfile:
     """Profile a categorical column: the share of each category among present values, the missing rate."""
-    s = _as_text(values)
-    present = s.dropna()
-    shares = present.value_counts(normalize=True).sort_index()
-    return CategoricalProfile({str(k): float(v) for k, v in shares.items()},
-                              float(1 - len(present) / len(s)) if len(s) else 0.0, len(s))
+    counts, missing, rows = category_counts(values)
+    present = int(counts.sum())
+    return CategoricalProfile({str(k): float(v) / present for k, v in sorted(counts.items())},
+                              float(missing / rows) if rows else 0.0, rows)
 
 
 @dataclass(frozen=True)
@@ -174,7 +186,7 @@ STATISTICS: dict[str, Statistic] = {}
 
 
 def register_statistic(name: str, kinds: tuple[str, ...]):
-    """Register `compute(feature, reference part, current values, settings) -> Drift | None` under `name`."""
+    """Register `compute(feature, reference part, current Column, settings) -> Drift | None` under `name`."""
     def deco(fn):
         STATISTICS[name] = Statistic(name, kinds, fn)
         return fn
@@ -191,24 +203,42 @@ def psi(reference: np.ndarray, current: np.ndarray) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def current_shares(part: NumericProfile | CategoricalProfile, values: Any) -> tuple[np.ndarray, np.ndarray, int]:
+@dataclass(frozen=True)
+class Column:
+    """The current values of one feature, prepared once for every statistic: the present numbers (numeric) or
+    the count of each category (categorical), the missing count and the rows."""
+    rows: int
+    missing: int
+    numbers: np.ndarray | None = None
+    counts: pd.Series | None = None
+
+
+def prepare(part: NumericProfile | CategoricalProfile, values: Any) -> Column:
+    """Prepare current values for the statistics of one profile part."""
+    if isinstance(part, NumericProfile):
+        x = _as_float(values)
+        present = x[~np.isnan(x)]
+        return Column(len(x), len(x) - len(present), numbers=present)
+    counts, missing, rows = category_counts(values)
+    return Column(rows, missing, counts=counts)
+
+
+def current_shares(part: NumericProfile | CategoricalProfile, col: Column) -> tuple[np.ndarray, np.ndarray, int]:
     """(reference shares, current shares, current present rows) on the reference's bins or categories; unseen
     categories are one extra bin, empty in the reference."""
     if isinstance(part, NumericProfile):
-        x = _as_float(values)
-        x = x[~np.isnan(x)]
+        x = col.numbers
         counts = np.bincount(np.searchsorted(np.asarray(part.edges), x, side="right"), minlength=len(part.shares))
         return np.asarray(part.shares), counts / max(len(x), 1), len(x)
-    s = _as_text(values).dropna()
-    counts = s.value_counts()
-    cats = list(part.shares)
-    cur = np.array([counts.get(k, 0) for k in cats] + [counts[~counts.index.isin(cats)].sum()], dtype=float)
-    return np.array([part.shares[k] for k in cats] + [0.0]), cur / max(len(s), 1), len(s)
+    counts, cats = col.counts, list(part.shares)
+    known = counts.reindex(cats, fill_value=0).to_numpy(dtype=float)
+    cur = np.append(known, counts.sum() - known.sum())
+    return np.array([part.shares[k] for k in cats] + [0.0]), cur / max(counts.sum(), 1), int(counts.sum())
 
 
 @register_statistic("psi", ("numeric", "categorical"))
-def _psi(feature, part, values, ms):
-    ref, cur, n = current_shares(part, values)
+def _psi(feature, part, col, ms):
+    ref, cur, n = current_shares(part, col)
     if not n:
         return None
     value = psi(ref, cur)
@@ -216,31 +246,29 @@ def _psi(feature, part, values, ms):
 
 
 @register_statistic("ks", ("numeric",))
-def _ks(feature, part, values, ms):
+def _ks(feature, part, col, ms):
     from scipy.stats import ks_2samp
-    x = _as_float(values)
-    x = x[~np.isnan(x)]
-    if not len(x) or not part.sample:
+    if not len(col.numbers) or not part.sample:
         return None
-    res = ks_2samp(np.asarray(part.sample), x)
+    res = ks_2samp(np.asarray(part.sample), col.numbers)
     alert = res.pvalue < ms.ks_pvalue and res.statistic > ms.ks_statistic
     return Drift(feature, "ks", float(res.statistic), ms.ks_statistic, bool(alert), f"p={res.pvalue:.3g}",
                  float(res.pvalue))
 
 
-def chi2_table(part: CategoricalProfile, values: Any) -> np.ndarray:
+def chi2_table(part: CategoricalProfile, col: Column) -> np.ndarray:
     """2 x k counts: the reference (shares x rows present) and the current values, over the reference categories
     plus one column for unseen ones (dropped when empty in both)."""
-    ref, cur, n = current_shares(part, values)
+    ref, cur, n = current_shares(part, col)
     ref_n = round(part.rows * (1 - part.missing))
     table = np.vstack([ref * ref_n, cur * n])
     return table[:, table.sum(axis=0) > 0]
 
 
 @register_statistic("chi2", ("categorical",))
-def _chi2(feature, part, values, ms):
+def _chi2(feature, part, col, ms):
     from scipy.stats import chi2_contingency
-    table = chi2_table(part, values)
+    table = chi2_table(part, col)
     if table.shape[1] < 2 or table[1].sum() == 0:
         return None
     res = chi2_contingency(table, correction=False)
@@ -251,24 +279,23 @@ def _chi2(feature, part, values, ms):
 
 
 @register_statistic("missing", ("numeric", "categorical"))
-def _missing(feature, part, values, ms):
-    s = pd.Series(values, dtype=object)
-    if not len(s):
+def _missing(feature, part, col, ms):
+    if not col.rows:
         return None
-    rate = float(s.isna().mean())
+    rate = col.missing / col.rows
     delta = abs(rate - part.missing)
     return Drift(feature, "missing", delta, ms.missing_rate_delta, delta > ms.missing_rate_delta,
                  f"missing {part.missing:.1%} in training, {rate:.1%} now")
 
 
 @register_statistic("new_categories", ("categorical",))
-def _new(feature, part, values, ms):
-    s = _as_text(values).dropna()
-    if not len(s):
+def _new(feature, part, col, ms):
+    present = int(col.counts.sum())
+    if not present:
         return None
-    unseen = ~s.isin(list(part.shares))
-    share = float(unseen.mean())
-    examples = sorted(set(s[unseen]))[:5]
+    unseen = col.counts[~col.counts.index.isin(list(part.shares))]
+    share = float(unseen.sum() / present)
+    examples = sorted(map(str, unseen.index))[:5]
     return Drift(feature, "new_categories", share, ms.new_category_share, share > ms.new_category_share,
                  f"never seen in training: {examples}" if examples else "")
 
@@ -280,13 +307,14 @@ def drift_table(profile: Profile, current: pd.DataFrame, predictions: Sequence[A
     names = list(STATISTICS) if statistics is None else list(statistics)
     for feature, part in profile.features.items():
         values = current[feature] if feature in current else pd.Series([None] * len(current), dtype=object)
+        col = prepare(part, values)
         for name in names:
             stat = STATISTICS[name]
-            if part.kind in stat.kinds and (d := stat.compute(feature, part, values, ms)) is not None:
+            if part.kind in stat.kinds and (d := stat.compute(feature, part, col, ms)) is not None:
                 rows.append(d)
     if predictions is not None and len(predictions):
         values, _ = prediction_values(profile.task, predictions, profile.classes)
-        ref, cur, n = current_shares(profile.prediction, values)
+        ref, cur, n = current_shares(profile.prediction, prepare(profile.prediction, values))
         if n:
             value = psi(ref, cur)
             rows.append(Drift("(prediction)", "prediction", value, ms.prediction_psi, value > ms.prediction_psi,
@@ -448,13 +476,13 @@ def timeline(profile: Profile, rows: pd.DataFrame, windows: int, ms: MonitoringS
             continue
         for feature, prof in profile.features.items():
             if feature in part:
-                ref, cur, n = current_shares(prof, part[feature])
+                ref, cur, n = current_shares(prof, prepare(prof, part[feature]))
                 if n:
                     out.append({"window": w, "start": edges[w], "feature": feature, "psi": psi(ref, cur), "rows": n})
         ok = part[part["status"] == 200]["prediction"]
         if len(ok):
             values, _ = prediction_values(profile.task, list(ok), profile.classes)
-            ref, cur, n = current_shares(profile.prediction, values)
+            ref, cur, n = current_shares(profile.prediction, prepare(profile.prediction, values))
             out.append({"window": w, "start": edges[w], "feature": "(prediction)", "psi": psi(ref, cur), "rows": n})
     return pd.DataFrame(out)
 

@@ -40,8 +40,8 @@ def test_demo_sweep_on_a_local_cluster(tmp_path):
     parent = client.search_runs([exp], "tags.`ml_lifecycle.sweep` = 'true'")[0]
     children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     labels = sorted(c.data.tags["ml_lifecycle.sweep_point"] for c in children)
-    assert labels == ["shared", "experiment.model.trainer=logistic_regression",
-                      "experiment.model.trainer=random_forest"]
+    assert labels == ["experiment.model.trainer=logistic_regression", "experiment.model.trainer=random_forest",
+                      "shared"]
     points = [c for c in children if c.data.tags["ml_lifecycle.sweep_point"] != "shared"]
     assert all("test.roc_auc" in c.data.metrics for c in points)
     assert client.search_registered_models() == []  # --until evaluate: nothing registered
