@@ -42,6 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the project's pipeline, re-running only the steps whose inputs changed."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's INFO chatter, here and in the kernels
     from ml_lifecycle.contracts import load_contract
+    from ml_lifecycle.experiment import check_for_task, project_experiment
     from ml_lifecycle.pipeline import load_pipeline
     from ml_lifecycle.runner import run_pipeline
     from ml_lifecycle.settings import load_settings
@@ -50,6 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     contract = load_contract(settings.path(settings.data.contract))
     data_path = settings.path(settings.data.path)
     check_table(data_path, [contract.target])
+    check_for_task(project_experiment(settings), contract.task, settings.path(settings.training.experiment))
     pipeline = load_pipeline(settings.path(settings.project.pipelines_dir))
     _say(f"ml-lifecycle run: {settings.project.name}, {len(pipeline.steps)} steps, data {data_path}")
     record = run_pipeline(settings, pipeline, force=args.force, from_step=args.from_step, only=args.only,
@@ -161,7 +163,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     parse_since(args.since)  # a bad --since is an error before any kernel starts
     spec = settings.path(settings.project.pipelines_dir) / "monitor.yaml"
     pipe = load_pipeline(spec)
-    params = {"since": args.since or "", "version": args.version or "", "labels": args.labels or ""}
+    labels = str(Path(args.labels).resolve()) if args.labels else ""  # relative to where the command runs
+    params = {"since": args.since or "", "version": args.version or "", "labels": labels}
     pipe = dataclasses.replace(pipe, steps=tuple(dataclasses.replace(s, parameters={**s.parameters, **params})
                                                  if s.name == "monitor" else s for s in pipe.steps))
     record = run_pipeline(settings, pipe, force=True, on_event=_progress)

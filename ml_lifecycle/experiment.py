@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -19,8 +19,9 @@ from .files import sha256_text
 from .settings import Settings
 
 # %% auto #0
-__all__ = ['SPLIT_STRATEGIES', 'EXPERIMENT_SECTIONS', 'FeatureSpec', 'ModelSpec', 'SplitSpec', 'Param', 'SearchSpec', 'CardSpec',
-           'Experiment', 'experiment_from_dict', 'load_experiment', 'experiment_data', 'project_experiment', 'override']
+__all__ = ['SPLIT_STRATEGIES', 'EXPERIMENT_SECTIONS', 'TASK_METRICS', 'FeatureSpec', 'ModelSpec', 'SplitSpec', 'Param',
+           'SearchSpec', 'CardSpec', 'Experiment', 'experiment_from_dict', 'check_for_task', 'load_experiment',
+           'experiment_data', 'project_experiment', 'override']
 
 # %% ../nbs/06_experiment.ipynb #c005
 SPLIT_STRATEGIES = ("auto", "random", "stratified", "group", "time")
@@ -100,7 +101,7 @@ class Param:
     def kind(self) -> str:
         if self.choices:
             return "categorical"
-        return "int" if isinstance(self.low, int) and isinstance(self.high, int) and not self.log else "float"
+        return "int" if isinstance(self.low, int) and isinstance(self.high, int) else "float"
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,14 @@ class Experiment:
             "card": {"intended_use": self.card.intended_use, "limitations": list(self.card.limitations)},
         }
 
-    @property
-    def digest(self) -> str:
-        """A content hash of the config (logged with every run)."""
-        return sha256_text(yaml.safe_dump(self.to_dict(), sort_keys=True))
+    def part(self, sections: Sequence[str] | None = None) -> dict[str, Any]:
+        """The config's plain data, only `sections` (all when None): what one step was given."""
+        data = self.to_dict()
+        return data if sections is None else {k: v for k, v in data.items() if k in sections}
+
+    def digest(self, sections: Sequence[str] | None = None) -> str:
+        """A content hash of the config, or of some of its sections (logged with every run)."""
+        return sha256_text(yaml.safe_dump(self.part(sections), sort_keys=True))
 
     def with_params(self, params: Mapping[str, Any]) -> Experiment:
         """The same experiment with these hyperparameters laid over the model's (a search trial, the best trial)."""
@@ -264,6 +269,23 @@ def experiment_from_dict(data: Mapping[str, Any] | None) -> Experiment:
                       card)
 
 # %% ../nbs/06_experiment.ipynb #c012
+TASK_METRICS = {
+    "binary": ("accuracy", "balanced_accuracy", "log_loss", "roc_auc", "average_precision", "f1", "precision",
+               "recall", "brier"),
+    "multiclass": ("accuracy", "balanced_accuracy", "log_loss", "f1_macro", "roc_auc_ovr"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
+def check_for_task(experiment: Experiment, task: str, path: Any = None) -> Experiment:
+    """The experiment, if every metric it names is computed for `task`; else an `ExperimentError`."""
+    for name in experiment.metrics:
+        if name not in TASK_METRICS[task]:
+            raise ExperimentError("metrics", name, f"not computed for a {task} task; use {list(TASK_METRICS[task])}",
+                                  path)
+    return experiment
+
+# %% ../nbs/06_experiment.ipynb #c015
 def load_experiment(path: str | os.PathLike) -> Experiment:
     """Read and check an experiment config file."""
     path = Path(path)

@@ -22,8 +22,8 @@ from .settings import MonitoringSettings
 __all__ = ['STATISTICS', 'EPS', 'PROFILE_ARTIFACT', 'NumericProfile', 'CategoricalProfile', 'category_counts', 'numeric_profile',
            'categorical_profile', 'Profile', 'MonitoringError', 'prediction_values', 'served_predictions',
            'build_profile', 'Drift', 'Statistic', 'register_statistic', 'psi', 'Column', 'prepare', 'current_shares',
-           'chi2_table', 'drift_table', 'load_reference', 'parse_since', 'served_rows', 'live_quality', 'MonitorReport',
-           'timeline', 'recommend', 'monitor']
+           'chi2_table', 'drift_table', 'load_reference', 'parse_since', 'served_rows', 'label_text', 'live_quality',
+           'MonitorReport', 'timeline', 'recommend', 'monitor']
 
 # %% ../nbs/24_monitoring.ipynb #c005
 @dataclass(frozen=True)
@@ -393,6 +393,14 @@ def served_rows(log: pd.DataFrame, version: str | None = None, since: pd.Timesta
     return pd.DataFrame(out)
 
 # %% ../nbs/24_monitoring.ipynb #c019
+def label_text(labels: pd.Series) -> pd.Series:
+    """Labels as the text of their class: a CSV column with blanks reads as float (1.0), the class is "1"."""
+    numbers = pd.to_numeric(labels, errors="coerce")
+    if numbers.notna().all() and (numbers % 1 == 0).all():
+        return numbers.astype("int64").astype(str)
+    return labels.astype(str)
+
+
 def live_quality(rows: pd.DataFrame, labels: pd.DataFrame, contract: Contract, evaluation: Mapping[str, Any],
                  min_rows: int = 50, watched: Sequence[str] = ()) -> tuple[pd.DataFrame, int]:
     """(one row per metric: live value and interval, offline value and interval, alert; the number of joined
@@ -414,7 +422,7 @@ def live_quality(rows: pd.DataFrame, labels: pd.DataFrame, contract: Contract, e
     else:
         classes = [str(c) for c in (joined["prediction"].iloc[0].get("scores") or {})]
         scores = np.array([[float(pr["scores"][c]) for c in classes] for pr in joined["prediction"]])
-        p = Predictions(joined[target].astype(str).to_numpy(object), np.array(classes, dtype=object)[scores.argmax(1)],
+        p = Predictions(label_text(joined[target]).to_numpy(object), np.array(classes, dtype=object)[scores.argmax(1)],
                         scores, tuple(classes))
     live = compute_metrics(contract.task, p)
     live_ci = confidence_intervals(contract.task, p, n_boot=500, confidence=evaluation.get("confidence", 0.95))
@@ -511,6 +519,10 @@ def monitor(profile: Profile, log: pd.DataFrame, version: str, ms: MonitoringSet
             watched: Sequence[str] = ()) -> MonitorReport:
     """Judge the served traffic of model `version` since `since` against its profile; live quality alerts on the
     `watched` metrics (all when empty)."""
+    from ml_lifecycle.errors import SettingsError
+    for key in ("min_rows", "windows"):
+        if getattr(ms, key) < 1:
+            raise SettingsError("monitoring", key, getattr(ms, key), "must be at least 1")
     rows = served_rows(log, version, since)
     period = (str(rows["ts"].min()), str(rows["ts"].max())) if len(rows) else ("", "")
     rejected = int((rows["status"] != 200).sum()) if len(rows) else 0

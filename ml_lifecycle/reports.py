@@ -121,8 +121,9 @@ def learning_curve_figure(curve: Mapping[str, Any]) -> Any:
     if curve["kind"] == "epochs":
         for col in [c for c in ("train_loss", "val_loss") if c in rows]:
             ax.plot(np.arange(1, len(rows) + 1), rows[col], label=col.replace("_", " "))
-        if curve.get("best_epoch"):
-            ax.axvline(curve["best_epoch"], color="grey", ls="--", lw=1, label=f"best epoch {curve['best_epoch']}")
+        best = curve.get("best_epoch") or (int(rows["val_loss"].idxmin()) + 1 if "val_loss" in rows else None)
+        if best:
+            ax.axvline(best, color="grey", ls="--", lw=1, label=f"best epoch {best} (weights kept)")
         ax.set(xlabel="epoch", ylabel="loss", title="Learning curve (early stopping on a validation split)")
     else:
         for part in ("train", "cv"):
@@ -205,7 +206,10 @@ def evidence_limitations(evaluation: Mapping[str, Any], min_rows: int = 30) -> l
     """Limitations the evaluation itself shows: small slices, wide intervals, slices failing a gate."""
     out = []
     for name, (lo, hi) in evaluation.get("intervals", {}).items():
-        if lo == lo and hi == hi and hi - lo > 0.1:
+        value = evaluation.get("metrics", {}).get(name, 0.0)
+        bounded = name not in ("rmse", "mae", "log_loss")  # scores in [0, 1]; the others are in their own units
+        wide = (hi - lo > 0.1) if bounded else (value and (hi - lo) / abs(value) > 0.2)
+        if lo == lo and hi == hi and wide:
             out.append(f"The {name} estimate is uncertain: its {evaluation.get('confidence', 0.95):.0%} interval "
                        f"is [{lo:.3f}, {hi:.3f}].")
     small = [f"{s['slice']}={s['value']} ({s['rows']} rows)" for s in evaluation.get("slices", [])

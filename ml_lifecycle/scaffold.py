@@ -159,9 +159,9 @@ def render_experiment(task: str) -> str:
     """The text of a project's experiment.yaml (see `ml_lifecycle.experiment`)."""
     class_weight = "none" if task == "regression" else "balanced"
     return f"""\
-# Experiment config: what to train and how (see ml_lifecycle.experiment). The pipeline passes it to the
-# validate, train and evaluate steps as the papermill parameter `experiment`; a changed key re-runs exactly
-# the steps that read it. Sweep any key: ml-lifecycle sweep --grid experiment.model.trainer=ridge,random_forest
+# Experiment config: what to train and how (see ml_lifecycle.experiment). The pipeline passes each step the
+# sections it reads (pipelines/pipeline.yaml) as the papermill parameter `experiment`; a changed key re-runs
+# exactly the steps that read it. Sweep any key: ml-lifecycle sweep --grid experiment.model.trainer=ridge,random_forest
 seed: 42                        # seeds the split, the CV folds, the trainer and the search
 
 model:

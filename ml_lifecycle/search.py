@@ -5,8 +5,9 @@
 # %% ../nbs/22_search.ipynb #c003
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from .contracts import Contract, fingerprint
 from .errors import ExperimentError, SettingsError, TrainingError
 from .evals import compute_metrics, predict
 from .experiment import Experiment, Param, experiment_from_dict
+from .files import sha256_text
 from .settings import METRICS, Settings, settings_from_raw
 from .training import build_model, fit_model, xy
 
@@ -64,8 +66,11 @@ def cross_validate(contract: Contract, experiment: Experiment, train: pd.DataFra
     for k, (fit_rows, score_rows) in enumerate(folds):
         model = fit_model(build_model(contract, experiment), X.iloc[fit_rows], y.iloc[fit_rows],
                           experiment.model.trainer)
-        scores.append(compute_metrics(contract.task, predict(model, X.iloc[score_rows], y.iloc[score_rows],
-                                                             contract.task)).get(metric, float("nan")))
+        computed = compute_metrics(contract.task, predict(model, X.iloc[score_rows], y.iloc[score_rows], contract.task))
+        if metric not in computed:
+            raise ExperimentError("metrics", metric, f"not computed for a {contract.task} task; "
+                                                     f"available: {sorted(computed)}")
+        scores.append(computed[metric])
         if report is not None:
             report(k, float(np.nanmean(scores)) if not np.isnan(scores).all() else float("nan"))
     return scores
@@ -117,10 +122,13 @@ class SearchResult:
                 f"with {self.best_params}; trials {states}")
 
 
-def study_name(settings: Settings, experiment: Experiment, train: pd.DataFrame) -> str:
-    """The project, the experiment minus trials and timeout, and the training data: same inputs, same study."""
-    identity = replace(experiment, search=replace(experiment.search, trials=0, timeout=None, workers=1))
-    return f"{settings.project.name}-{identity.digest[:12]}-{fingerprint(train)[:12]}"
+def study_name(settings: Settings, contract: Contract, experiment: Experiment, train: pd.DataFrame) -> str:
+    """The project, the experiment (without timeout and workers), the contract, the library code and the training
+    data: the same inputs find the same study, any change starts a new one."""
+    from ml_lifecycle.pipeline import package_digest
+    identity = replace(experiment, search=replace(experiment.search, timeout=None, workers=1))
+    key = sha256_text(identity.digest(), contract.digest, package_digest(), fingerprint(train))
+    return f"{settings.project.name}-{key[:16]}"
 
 
 def suggest(trial: Any, space: tuple[Param, ...]) -> dict[str, Any]:
@@ -130,7 +138,7 @@ def suggest(trial: Any, space: tuple[Param, ...]) -> dict[str, Any]:
         if p.kind == "categorical":
             out[p.name] = trial.suggest_categorical(p.name, list(p.choices))
         elif p.kind == "int":
-            out[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high))
+            out[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
         else:
             out[p.name] = trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log)
     return out
@@ -214,7 +222,7 @@ def run_search(settings: Settings, contract: Contract, experiment: Experiment, t
     `[pipeline] dask_scheduler`), all writing to the one study."""
     import optuna
     metric, direction = objective(experiment, contract.task)
-    name = study_name(settings, experiment, train)
+    name = study_name(settings, contract, experiment, train)
     study = open_study(settings, name, direction, experiment)
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     remaining = max(experiment.search.trials - sum(t.state in done for t in study.trials), 0)
@@ -224,9 +232,8 @@ def run_search(settings: Settings, contract: Contract, experiment: Experiment, t
     if workers == 1:
         errors = _optimize(*args, remaining) if remaining else []
     else:
-        from ml_lifecycle.sweep import dask_client
         shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
-        with dask_client(replace(settings.pipeline, dask_workers=workers)) as client:
+        with _search_client(settings, workers) as client:
             futures = [client.submit(_optimize, *args, n, i, pure=False, key=f"search-{name}-{i}-{remaining}")
                        for i, n in enumerate(shares)]
             errors = [e for f in futures for e in f.result()]
@@ -237,6 +244,23 @@ def run_search(settings: Settings, contract: Contract, experiment: Experiment, t
     best = study.best_trial
     return SearchResult(name, metric, direction, dict(best.params), float(best.value), best.number,
                         _trial_rows(study))
+
+
+@contextlib.contextmanager
+def _search_client(settings: Settings, workers: int) -> Iterator[Any]:
+    """Dask for parallel trials: the scheduler in `[pipeline] dask_scheduler`, else a LocalCluster of worker
+    *processes* (torch's random state and thread pool are per process; threads would share them), each
+    trial single-threaded so the workers do not oversubscribe the cores."""
+    if settings.pipeline.dask_scheduler:
+        from ml_lifecycle.sweep import dask_client
+        with dask_client(settings.pipeline) as client:
+            yield client
+        return
+    from distributed import Client, LocalCluster
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1", env=env) as cluster, Client(cluster) as client:
+        yield client
 
 
 def _child_run(settings: Settings, parent: str | None, number: int, params: dict[str, Any]) -> str | None:

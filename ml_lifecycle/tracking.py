@@ -74,8 +74,10 @@ def model_requirements(model: Any = None) -> list[str]:
     estimators = list(getattr(model, "named_steps", {}).values())
     estimators += [e.estimator for e in estimators if hasattr(e, "estimator")]  # a resampling wrapper's inner one
     extra = {pkg for e in estimators for pkg in getattr(e, "extra_requirements", ())}
-    return [f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle",
-                                                 *sorted(extra))]
+    from packaging.version import Version
+    # public versions: a local label such as torch's "+cpu" is not on the package index
+    return [f"{pkg}=={Version(version(pkg)).public}" for pkg in ("scikit-learn", "pandas", "numpy", "scipy",
+                                                                 "cloudpickle", *sorted(extra))]
 
 
 def _package_dir() -> str:
@@ -186,14 +188,16 @@ def installed_packages() -> dict[str, str]:
                        if d.metadata["Name"]))
 
 
-def provenance(settings: Settings, contract: Contract, experiment: Experiment) -> dict[str, str]:
-    """Run parameters that pin down how a model was trained (all `repro.*`)."""
+def provenance(settings: Settings, contract: Contract, experiment: Experiment,
+               sections: Sequence[str] | None = None) -> dict[str, str]:
+    """Run parameters that pin down how a model was trained (all `repro.*`); the experiment digest covers the
+    `sections` the step was given (all when None)."""
     packages = installed_packages()
     lower = {k.lower().replace("_", "-"): v for k, v in packages.items()}
     spec = experiment.features.to_dict()
     out = {"repro.git_commit": git_commit(settings.root), "repro.python": platform.python_version(),
            "repro.seed": str(experiment.seed), "repro.contract_digest": contract.digest,
-           "repro.experiment_digest": experiment.digest[:16],
+           "repro.experiment_digest": experiment.digest(sections)[:16],
            "repro.feature_spec_digest": sha256_text(json.dumps(spec, sort_keys=True, default=str))[:16]}
     for name in PROVENANCE_PACKAGES:
         out[f"repro.version.{name}"] = lower.get(name.replace("_", "-"), "not installed")

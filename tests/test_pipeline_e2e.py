@@ -42,9 +42,9 @@ def test_demo_run_registers_a_champion(demo_runs):
     run_dir = only_run_dir(project, 0)
     names = sorted(p.name for p in run_dir.glob("*.ipynb"))
     assert names == ["01_validate.ipynb", "02_train.ipynb", "03_evaluate.ipynb", "04_register.ipynb",
-                     "05_package.ipynb"]
+                     "05_card.ipynb", "06_package.ipynb"]
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "done" and [s["status"] for s in record["steps"]] == ["done"] * 5
+    assert record["status"] == "done" and [s["status"] for s in record["steps"]] == ["done"] * 6
     # the champion was packaged and deployed: its Bento, and the pointer that `serve` and `rollback` use
     deployed = json.loads((project / "deploy" / "champion.json").read_text())
     tag = f"demo_model:v1-{record['mlflow_run_id'][:8]}"  # version and run: unique across registries
@@ -93,7 +93,7 @@ def test_env_override_gate_keeps_the_champion(demo_runs):
     verdict = json.loads(product(run_dir, "evaluate", "evaluation").read_text())["verdict"]
     # only the gates changed: the steps that do not read [gates] were not executed again
     steps = json.loads((run_dir / "run.json").read_text())["steps"]
-    assert [st["status"] for st in steps] == ["cached", "cached", "done", "done", "done"]
+    assert [st["status"] for st in steps] == ["cached", "cached", "done", "done", "done", "done"]
     assert json.loads(product(run_dir, "package", "deployment").read_text())["bento"] is None  # not champion
     assert json.loads((project / "deploy" / "champion.json").read_text())["bento"].startswith("demo_model:v1-")
     assert [r["gate"] for r in verdict["results"] if not r["passed"]] == ["roc_auc >= 0.99"]
@@ -243,7 +243,7 @@ def test_init_and_run_on_user_data(tmp_path, make):
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     expected = ["residuals"] if task == "regression" else ["confusion_matrix", "roc_pr", "calibration"]
     assert plots == {f"plots/{p}.png" for p in [*expected, "learning_curve"]}
-    card = product(run_dir, "register", "model_card").read_text()
+    card = product(run_dir, "card", "model_card").read_text()
     assert card.startswith("# Model card: user_table_model version 1") and "## Limitations" in card
     assert "95% low" in card and mv.description.startswith("# Model card: user_table_model version 1")
     assert {a.path for a in client.list_artifacts(run.info.run_id, "model_card")} == {
