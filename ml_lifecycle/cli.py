@@ -51,8 +51,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     contract = load_contract(settings.path(settings.data.contract))
     data_path = settings.path(settings.data.path)
     check_table(data_path, [contract.target])
-    check_for_task(project_experiment(settings), contract.task, settings.path(settings.training.experiment))
     pipeline = load_pipeline(settings.path(settings.project.pipelines_dir))
+    if any("experiment" in s.declared for s in pipeline.steps):  # checked before any step, against the task
+        check_for_task(project_experiment(settings), contract.task, settings.path(settings.training.experiment))
     _say(f"ml-lifecycle run: {settings.project.name}, {len(pipeline.steps)} steps, data {data_path}")
     record = run_pipeline(settings, pipeline, force=args.force, from_step=args.from_step, only=args.only,
                           until=args.until, on_event=_progress)
