@@ -22,8 +22,8 @@ from .settings import MonitoringSettings
 __all__ = ['STATISTICS', 'EPS', 'PROFILE_ARTIFACT', 'NumericProfile', 'CategoricalProfile', 'category_counts', 'numeric_profile',
            'categorical_profile', 'Profile', 'MonitoringError', 'prediction_values', 'served_predictions',
            'build_profile', 'Drift', 'Statistic', 'register_statistic', 'psi', 'Column', 'prepare', 'current_shares',
-           'chi2_table', 'drift_table', 'load_reference', 'parse_since', 'served_rows', 'label_text', 'live_quality',
-           'MonitorReport', 'timeline', 'recommend', 'monitor']
+           'chi2_table', 'prediction_psi', 'drift_table', 'load_reference', 'parse_since', 'served_rows', 'label_text',
+           'live_quality', 'MonitorReport', 'timeline', 'recommend', 'monitor']
 
 # %% ../nbs/24_monitoring.ipynb #c005
 @dataclass(frozen=True)
@@ -300,6 +300,13 @@ def _new(feature, part, col, ms):
                  f"never seen in training: {examples}" if examples else "")
 
 # %% ../nbs/24_monitoring.ipynb #c012
+def prediction_psi(profile: Profile, predictions: Sequence[Any]) -> tuple[float, int]:
+    """(PSI of the served predictions against the profile's, the predictions counted)."""
+    values, _ = prediction_values(profile.task, predictions, profile.classes)
+    ref, cur, n = current_shares(profile.prediction, prepare(profile.prediction, values))
+    return psi(ref, cur), n
+
+
 def drift_table(profile: Profile, current: pd.DataFrame, predictions: Sequence[Any] | None,
                 ms: MonitoringSettings, statistics: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per (feature, statistic), then the prediction drift; empty if `current` has no rows."""
@@ -313,10 +320,8 @@ def drift_table(profile: Profile, current: pd.DataFrame, predictions: Sequence[A
             if part.kind in stat.kinds and (d := stat.compute(feature, part, col, ms)) is not None:
                 rows.append(d)
     if predictions is not None and len(predictions):
-        values, _ = prediction_values(profile.task, predictions, profile.classes)
-        ref, cur, n = current_shares(profile.prediction, prepare(profile.prediction, values))
+        value, n = prediction_psi(profile, predictions)
         if n:
-            value = psi(ref, cur)
             rows.append(Drift("(prediction)", "prediction", value, ms.prediction_psi, value > ms.prediction_psi,
                               f"{profile.prediction_kind} distribution PSI"))
     cols = [f.name for f in Drift.__dataclass_fields__.values()]
@@ -489,9 +494,8 @@ def timeline(profile: Profile, rows: pd.DataFrame, windows: int, ms: MonitoringS
                     out.append({"window": w, "start": edges[w], "feature": feature, "psi": psi(ref, cur), "rows": n})
         ok = part[part["status"] == 200]["prediction"]
         if len(ok):
-            values, _ = prediction_values(profile.task, list(ok), profile.classes)
-            ref, cur, n = current_shares(profile.prediction, prepare(profile.prediction, values))
-            out.append({"window": w, "start": edges[w], "feature": "(prediction)", "psi": psi(ref, cur), "rows": n})
+            value, n = prediction_psi(profile, list(ok))
+            out.append({"window": w, "start": edges[w], "feature": "(prediction)", "psi": value, "rows": n})
     return pd.DataFrame(out)
 
 

@@ -18,14 +18,14 @@ import pandas as pd
 from .contracts import Contract, fingerprint
 from .errors import ExperimentError, SettingsError, TrainingError
 from .evals import compute_metrics, predict
-from .experiment import Experiment, Param, experiment_from_dict
+from .experiment import Experiment, Param, check_for_task, experiment_from_dict
 from .files import sha256_text
 from .settings import METRICS, Settings, settings_from_raw
 from .training import build_model, fit_model, xy
 
 # %% auto #0
-__all__ = ['DEFAULT_OBJECTIVE', 'objective', 'cv_folds', 'cross_validate', 'learning_curve', 'SearchResult', 'study_name',
-           'suggest', 'open_study', 'run_search']
+__all__ = ['DEFAULT_OBJECTIVE', 'objective', 'cv_folds', 'score_rows', 'cross_validate', 'learning_curve', 'SearchResult',
+           'study_name', 'suggest', 'open_study', 'run_search']
 
 # %% ../nbs/22_search.ipynb #c005
 DEFAULT_OBJECTIVE = {"binary": "roc_auc", "multiclass": "balanced_accuracy", "regression": "rmse"}
@@ -34,8 +34,7 @@ DEFAULT_OBJECTIVE = {"binary": "roc_auc", "multiclass": "balanced_accuracy", "re
 def objective(experiment: Experiment, task: str) -> tuple[str, str]:
     """The metric the search optimizes and its direction (`maximize` or `minimize`)."""
     metric = experiment.metrics[0] if experiment.metrics else DEFAULT_OBJECTIVE[task]
-    if metric not in METRICS:
-        raise ExperimentError("metrics", metric, f"unknown metric; known: {sorted(METRICS)}")
+    check_for_task(replace(experiment, metrics=(metric,)), task)  # a metric the task computes, or an error
     return metric, "maximize" if METRICS[metric] == "higher" else "minimize"
 
 
@@ -57,20 +56,22 @@ def cv_folds(train: pd.DataFrame, contract: Contract, experiment: Experiment) ->
     return list(KFold(n, shuffle=True, random_state=seed).split(train))
 
 
+def score_rows(model: Any, X: pd.DataFrame, y: pd.Series, rows: np.ndarray, task: str, metric: str) -> float:
+    """The metric of a fitted model on some rows; NaN where it is undefined there (e.g. a class missing)."""
+    return compute_metrics(task, predict(model, X.iloc[rows], y.iloc[rows], task)).get(metric, float("nan"))
+
+
 def cross_validate(contract: Contract, experiment: Experiment, train: pd.DataFrame, metric: str,
                    folds: list[tuple[np.ndarray, np.ndarray]],
                    report: Callable[[int, float], None] | None = None) -> list[float]:
     """The metric on each fold (fit on the other folds); `report(fold, running mean)` after each one."""
+    check_for_task(replace(experiment, metrics=(metric,)), contract.task)
     X, y = xy(train, contract, experiment.features)
     scores: list[float] = []
-    for k, (fit_rows, score_rows) in enumerate(folds):
+    for k, (fit_rows, held_out) in enumerate(folds):
         model = fit_model(build_model(contract, experiment), X.iloc[fit_rows], y.iloc[fit_rows],
                           experiment.model.trainer)
-        computed = compute_metrics(contract.task, predict(model, X.iloc[score_rows], y.iloc[score_rows], contract.task))
-        if metric not in computed:
-            raise ExperimentError("metrics", metric, f"not computed for a {contract.task} task; "
-                                                     f"available: {sorted(computed)}")
-        scores.append(computed[metric])
+        scores.append(score_rows(model, X, y, held_out, contract.task, metric))
         if report is not None:
             report(k, float(np.nanmean(scores)) if not np.isnan(scores).all() else float("nan"))
     return scores
@@ -83,21 +84,17 @@ def learning_curve(contract: Contract, experiment: Experiment, train: pd.DataFra
     folds = cv_folds(train, contract, experiment)[:3]
     X, y = xy(train, contract, experiment.features)
     rng = np.random.default_rng(experiment.seed)
-
-    def score(model: Any, rows: np.ndarray) -> float:
-        p = predict(model, X.iloc[rows], y.iloc[rows], contract.task)
-        return compute_metrics(contract.task, p).get(metric, float("nan"))
     out = []
     for share in shares:
         fitted, held_out, n = [], [], 0
-        for fit_rows, score_rows in folds:
+        for fit_rows, rest in folds:
             take = np.sort(rng.permutation(fit_rows)[:max(int(len(fit_rows) * share), 10)])
             try:
                 model = fit_model(build_model(contract, experiment), X.iloc[take], y.iloc[take])
             except TrainingError:  # too few rows of some class at a small share: that point is left out
                 continue
-            fitted.append(score(model, take))
-            held_out.append(score(model, score_rows))
+            fitted.append(score_rows(model, X, y, take, contract.task, metric))
+            held_out.append(score_rows(model, X, y, rest, contract.task, metric))
             n = len(take)
         if held_out:
             out.append({"rows": n, "train_mean": float(np.nanmean(fitted)), "train_std": float(np.nanstd(fitted)),
