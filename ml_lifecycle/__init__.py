@@ -29,7 +29,7 @@ _EXPORTS = {
     "scaffold": ["init_project"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_MODULES = ("errors", "settings", "files", "data", "contracts", "schemas", "experiment", "quality", "features", "training", "mlp", "evals",
+_MODULES = ("display", "errors", "settings", "files", "data", "contracts", "schemas", "experiment", "quality", "features", "training", "mlp", "evals",
             "tracking", "registry", "promotion", "search", "reports", "monitoring", "pipeline", "kernels", "runner", "sweep", "scaffold", "serving", "packaging", "cli")
 
 __all__ = [
