@@ -46,10 +46,16 @@ contract = {contract}
 [quality]
 # leakage and data-quality checks of the validate step; each is error (stops the run), warning or off
 target_leak = error
-leak_score = 0.98
+# a feature that alone predicts the target this well (0: baseline, 1: perfectly; scored out of fold) is a leak
+leak_score = 0.95
+# the leak check reads a seeded sample of at most this many training rows
+sample_rows = 100000
 split_overlap = error
 time_order = error
+# identical feature rows always land on the same side of the split; this reports them and their noise ceiling
 duplicates = warning
+# a share of repeated rows at or above this suggests a panel: split by group
+repeat_share = 0.3
 imbalance = warning
 imbalance_ratio = 20
 

@@ -145,12 +145,14 @@ class PipelineSettings:
 class QualitySettings:
     """Leakage and data-quality checks of the validate step: a level per check (error, warning or off)."""
     target_leak: str = "error"
-    leak_score: float = 0.98
+    leak_score: float = 0.95  # a feature alone predicting the target this well (0: baseline, 1: perfectly) leaks it
     split_overlap: str = "error"
     time_order: str = "error"
     duplicates: str = "warning"
+    repeat_share: float = 0.3  # this share of rows repeating earlier rows' features: suggest a group split (panel)
     imbalance: str = "warning"
     imbalance_ratio: float = 20.0
+    sample_rows: int = 100_000  # the leak check reads a seeded sample of this many training rows, at most
 
 
 @dataclass(frozen=True)
