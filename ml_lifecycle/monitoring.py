@@ -527,6 +527,14 @@ class MonitorReport(Displayable):
                 ("drift", rows, ["feature", "statistic", "value", "threshold", "result", "detail"]),
                 ("live quality", quality, ["metric", "live", "live interval", "offline", "offline interval", "result"])]
 
+    def _figures(self) -> list[tuple[str, Callable[[], Any]]]:
+        if not len(self.timeline):
+            return []
+        from ml_lifecycle.reports import timeline_figure
+        psi = self.drift[self.drift["statistic"] == "psi"]["threshold"] if len(self.drift) else []
+        threshold = float(psi.iloc[0]) if len(psi) else MonitoringSettings().psi_threshold
+        return [("PSI per window", lambda: timeline_figure(self.timeline, threshold))]
+
 
 def timeline(profile: Profile, rows: pd.DataFrame, windows: int, ms: MonitoringSettings) -> pd.DataFrame:
     """PSI per feature (and of the predictions) in each of `windows` equal time windows of the period."""
