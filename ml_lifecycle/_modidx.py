@@ -384,6 +384,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                             'ml_lifecycle/monitoring.py'),
                                          'ml_lifecycle.monitoring.MonitorReport.alerts': ( 'monitoring.html#monitorreport.alerts',
                                                                                            'ml_lifecycle/monitoring.py'),
+                                         'ml_lifecycle.monitoring.MonitorReport.from_dict': ( 'monitoring.html#monitorreport.from_dict',
+                                                                                              'ml_lifecycle/monitoring.py'),
                                          'ml_lifecycle.monitoring.MonitorReport.to_dict': ( 'monitoring.html#monitorreport.to_dict',
                                                                                             'ml_lifecycle/monitoring.py'),
                                          'ml_lifecycle.monitoring.MonitorReport.to_frame': ( 'monitoring.html#monitorreport.to_frame',

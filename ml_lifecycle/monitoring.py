@@ -504,6 +504,17 @@ class MonitorReport(Displayable):
                 "quality": json.loads(self.quality.to_json(orient="records")) if len(self.quality) else [],
                 "timeline": json.loads(self.timeline.to_json(orient="records", date_format="iso"))}
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MonitorReport:
+        """The report as `to_dict` wrote it (e.g. the monitor step's `monitor.json`), to show or print it again."""
+        drift_cols = [f.name for f in Drift.__dataclass_fields__.values()]
+        timeline = pd.DataFrame(d.get("timeline") or [], columns=["window", "start", "feature", "psi", "rows"])
+        timeline["start"] = pd.to_datetime(timeline["start"], utc=True, format="ISO8601")
+        return cls(d["model_version"], d["rows"], d["rejected"], tuple(d["period"]),
+                   pd.DataFrame(d.get("drift") or [], columns=drift_cols), timeline, pd.DataFrame(d.get("quality") or []),
+                   d.get("labelled_rows", 0), d.get("recommendation", "none"), list(d.get("evidence", [])),
+                   d.get("judged", True))
+
     def to_frame(self) -> pd.DataFrame:
         """The drift table: one row per (feature, statistic) with its value, threshold and alert."""
         return self.drift.copy()
