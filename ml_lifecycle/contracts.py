@@ -11,7 +11,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .display import Displayable
 from .errors import ContractInvalid, ContractViolation
 from .files import atomic_write_text
 from .settings import TASKS
@@ -27,7 +28,7 @@ from .settings import TASKS
 # %% auto #0
 __all__ = ['DTYPES', 'RULE_KINDS', 'SEVERITIES', 'ColumnSpec', 'Contract', 'contract_from_dict', 'load_contract', 'save_contract',
            'Violation', 'ValidationReport', 'rule_text', 'validate', 'fingerprint', 'infer_task', 'infer_contract',
-           'Change', 'diff_contracts', 'breaking_changes']
+           'Change', 'ContractDiff', 'diff_contracts', 'breaking_changes']
 
 # %% ../nbs/04_contracts.ipynb #c005
 DTYPES = ("int", "float", "bool", "string", "category")
@@ -59,7 +60,7 @@ class ColumnSpec:
 
 
 @dataclass(frozen=True)
-class Contract:
+class Contract(Displayable):
     """A versioned data contract: columns, target and task, key, row bounds and slices."""
     name: str
     version: str
@@ -117,6 +118,61 @@ class Contract:
     def digest(self) -> str:
         """A stable hash of the contract's content (not of its file's formatting)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def role(self, column: str) -> str:
+        """What a column is for: target, key, time or feature."""
+        return next((r for r in ("target", "key", "time") if getattr(self, r) == column), "feature")
+
+    def levels(self, column: str) -> dict[str, str]:
+        """The rule levels of one column that differ from the default `error`: the column's own, then the contract's."""
+        kinds = [k for k in RULE_KINDS if k not in ("rows", "unexpected")]
+        found = {k: self.level(column, k) for k in kinds}
+        return {k: v for k, v in found.items() if v != "error"}
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per column: role, dtype, nullable, bounds, allowed values, pattern, uniqueness and levels."""
+        cols = ["column", "role", "dtype", "nullable", "min", "max", "allowed", "regex", "unique", "levels",
+                "description"]
+        return pd.DataFrame([{"column": c.name, "role": self.role(c.name), "dtype": c.dtype, "nullable": c.nullable,
+                              "min": c.min, "max": c.max, "allowed": None if c.allowed is None else list(c.allowed),
+                              "regex": c.regex, "unique": c.unique, "levels": self.levels(c.name),
+                              "description": c.description} for c in self.columns], columns=cols)
+
+    def _title(self) -> str:
+        return f"Contract {self.name} v{self.version}" + (f" ({self.owner})" if self.owner else "")
+
+    def _facts(self) -> dict[str, Any]:
+        facts = {"target": self.target, "task": self.task, "key": self.key, "time": self.time,
+                 "rows": _range_text(self.min_rows, self.max_rows), "slices": list(self.slices) or None,
+                 "levels": ", ".join(f"{k}: {v}" for k, v in self.severity) or None, "description": self.description}
+        return {k: v for k, v in facts.items() if v or k in ("key", "time")}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        rows = [{"column": c.name, "role": self.role(c.name), "dtype": c.dtype, "nullable": c.nullable,
+                 "values": _values_text(c), "unique": c.unique,
+                 "level": ", ".join(f"{k}: {v}" for k, v in self.levels(c.name).items()) or "error"}
+                for c in self.columns]
+        return [("columns", rows, ["column", "role", "dtype", "nullable", "values", "unique", "level"])]
+
+
+def _range_text(lo: float | None, hi: float | None) -> str:
+    """Bounds as a report shows them: `0 .. 5`, `>= 0`, `<= 5`, or nothing."""
+    if lo is not None and hi is not None:
+        return f"{lo:g} .. {hi:g}"
+    return f">= {lo:g}" if lo is not None else f"<= {hi:g}" if hi is not None else ""
+
+
+def _values_text(spec: ColumnSpec) -> str:
+    """What values a column accepts, in a few words: its range, its categories or its pattern."""
+    parts = []
+    if spec.min is not None or spec.max is not None:
+        parts.append(_range_text(spec.min, spec.max))
+    if spec.allowed is not None:
+        shown = [str(a) for a in spec.allowed[:10]]
+        parts.append("one of " + ", ".join(shown) + (", ..." if len(spec.allowed) > 10 else ""))
+    if spec.regex is not None:
+        parts.append(f"matches {spec.regex}")
+    return "; ".join(parts)
 
 # %% ../nbs/04_contracts.ipynb #c007
 def _num(value: Any, where: str, path: Any) -> float | None:
@@ -232,7 +288,7 @@ class Violation:
 
 
 @dataclass(frozen=True)
-class ValidationReport:
+class ValidationReport(Displayable):
     """The outcome of validating one frame against one contract."""
     contract: str
     rows: int
@@ -260,21 +316,39 @@ class ValidationReport:
                 "violations": [asdict(v) for v in self.violations]}
 
     def to_text(self) -> str:
-        """A readable report: one line per violation, with examples."""
+        """A readable report: one line per violation, errors first, with examples (what the CLI prints)."""
         head = f"{self.rows} rows checked against {self.contract}: "
         if not self.violations:
             return head + "no violations"
         lines = [head + f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)"]
-        for v in self.violations:
-            ex = ", ".join(f"row {e['row']}: {e['value']!r}" for e in v.examples)
+        for v in [*self.errors, *self.warnings]:
+            ex = _example_text(v)
             lines.append(f"  {v.severity.upper():<7} {v.column}: {v.rule}: {v.count} rows ({v.share:.2%})"
                          + (f"  e.g. {ex}" if ex else ""))
         return "\n".join(lines)
+
+    def _title(self) -> str:
+        return f"Validation of {self.rows} rows against {self.contract}"
+
+    def _facts(self) -> dict[str, Any]:
+        return {"result": "pass" if self.ok else "FAIL", "errors": len(self.errors), "warnings": len(self.warnings)}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        out = []
+        for level, found in (("error", self.errors), ("warning", self.warnings)):
+            rows = [{"level": level, "column": v.column, "rule": v.rule, "rows": v.count, "share": f"{v.share:.2%}",
+                     "examples": _example_text(v)} for v in found]
+            out.append((f"{level}s ({len(found)})", rows, ["level", "column", "rule", "rows", "share", "examples"]))
+        return out
 
     def raise_for_errors(self, where: str = "data") -> None:
         """Raise ContractViolation listing every error-level violation."""
         if self.errors:
             raise ContractViolation(self.errors, where)
+
+
+def _example_text(v: Violation) -> str:
+    return ", ".join(f"row {e['row']}: {e['value']!r}" for e in v.examples)
 
 # %% ../nbs/04_contracts.ipynb #c012
 _BOOL_VALUES = [True, False, 0, 1, "true", "false", "True", "False"]
@@ -504,7 +578,40 @@ def _column_changes(o: ColumnSpec, n: ColumnSpec) -> list[Change]:
     return out
 
 
-def diff_contracts(old: Contract, new: Contract) -> list[Change]:
+class ContractDiff(Displayable, list):
+    """Every change from one contract version to another: a list of `Change`, each compatible or breaking."""
+
+    def __init__(self, changes: Iterable[Change] = (), old: str = "", new: str = ""):
+        super().__init__(changes)
+        self.old, self.new = old, new
+
+    @property
+    def breaking(self) -> list[Change]:
+        return [c for c in self if c.breaking]
+
+    @property
+    def compatible(self) -> bool:
+        """Whether everything valid under the old contract is valid under the new one."""
+        return not self.breaking
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per change: column, what changed, and whether it breaks."""
+        return pd.DataFrame([{"column": c.column, "change": c.what, "kind": c.kind, "breaking": c.breaking}
+                             for c in self], columns=["column", "change", "kind", "breaking"])
+
+    def _title(self) -> str:
+        return f"Contract diff {self.old} -> {self.new}" if self.old or self.new else "Contract diff"
+
+    def _facts(self) -> dict[str, Any]:
+        return {"result": "compatible" if self.compatible else "BREAKING", "changes": len(self),
+                "breaking": len(self.breaking)}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        rows = [{"kind": c.kind, "column": c.column, "change": c.what} for c in self]
+        return [("changes", rows, ["kind", "column", "change"])]
+
+
+def diff_contracts(old: Contract, new: Contract) -> ContractDiff:
     """Every change from `old` to `new`, each classified compatible or breaking."""
     out = []
     if (old.target, old.task) != (new.target, new.task):
@@ -524,7 +631,7 @@ def diff_contracts(old: Contract, new: Contract) -> list[Change]:
         out.append(Change(n.name, f"column added ({'nullable' if n.nullable else 'required'})", not n.nullable))
     if old.slices != new.slices:
         out.append(Change("*", f"slices {list(old.slices)} -> {list(new.slices)}", False))
-    return out
+    return ContractDiff(out, f"{old.name} v{old.version}", f"{new.name} v{new.version}")
 
 
 def breaking_changes(old: Contract, new: Contract) -> list[Change]:

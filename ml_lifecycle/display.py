@@ -5,12 +5,14 @@
 # %% ../nbs/00_display.ipynb #n003
 from __future__ import annotations
 
+import base64
 import html
-from collections.abc import Iterable, Mapping, Sequence
+import io
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 # %% auto #0
-__all__ = ['fmt', 'status', 'text_table', 'html_table', 'Displayable']
+__all__ = ['fmt', 'status', 'text_table', 'html_table', 'figure_html', 'Displayable']
 
 # %% ../nbs/00_display.ipynb #n005
 def fmt(value: Any) -> str:
@@ -35,7 +37,8 @@ def status(ok: bool | None) -> str:
     return "—" if ok is None else ("pass" if ok else "FAIL")
 
 # %% ../nbs/00_display.ipynb #n008
-_COLOURS = {"pass": "#1a7f37", "FAIL": "#cf222e", "error": "#cf222e", "warning": "#9a6700", "ALERT": "#cf222e"}
+_COLOURS = {"pass": "#1a7f37", "FAIL": "#cf222e", "error": "#cf222e", "warning": "#9a6700", "ALERT": "#cf222e",
+            "failed": "#cf222e", "breaking": "#cf222e"}
 
 
 def _cells(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> list[list[str]]:
@@ -64,6 +67,18 @@ def html_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str
     return (f"<div style='overflow-x:auto;max-width:100%'><table style='border-collapse:collapse'>"
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(out)}</tbody></table></div>")
 
+# %% ../nbs/00_display.ipynb #d001
+def figure_html(fig: Any, caption: str = "") -> str:
+    """A matplotlib figure as an inline base64 PNG `<img>` (the figure is closed afterwards)."""
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f"<img alt='{html.escape(caption, quote=True)}' style='max-width:100%' src='data:image/png;base64,{data}'/>"
+
 # %% ../nbs/00_display.ipynb #n011
 class Displayable:
     """Mixin: `_repr_html_` for notebooks and `__str__` for terminals, both from `_facts` and `_tables`."""
@@ -77,6 +92,10 @@ class Displayable:
 
     def _tables(self) -> Sequence[tuple[str, Sequence[Mapping[str, Any]], Sequence[str]]]:
         """(caption, rows, columns) of each table to show."""
+        return ()
+
+    def _figures(self) -> Sequence[tuple[str, Callable[[], Any]]]:
+        """(caption, function drawing a matplotlib figure) of each plot; only the HTML view draws them."""
         return ()
 
     def to_text(self) -> str:
@@ -99,6 +118,8 @@ class Displayable:
             if rows:
                 parts.append((f"<p style='margin:6px 0 2px'><b>{html.escape(caption)}</b></p>" if caption else "")
                              + html_table(rows, columns))
+        for caption, draw in self._figures():
+            parts.append(f"<p style='margin:6px 0 2px'><b>{html.escape(caption)}</b></p>" + figure_html(draw(), caption))
         return "".join(parts) + "</div>"
 
     def _repr_html_(self) -> str:

@@ -5,6 +5,7 @@
 # %% ../nbs/11_evals.ipynb #c003
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,13 +15,14 @@ from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 from .contracts import Contract, breaking_changes
+from .display import Displayable, status
 from .errors import SettingsError
 from .settings import METRICS, Gate
 
 # %% auto #0
 __all__ = ['Predictions', 'predict', 'compute_metrics', 'GateResult', 'Verdict', 'check_gates', 'inference_latency',
            'model_size_mb', 'operational_measures', 'take', 'metric_functions', 'confidence_intervals', 'paired_change',
-           'regression_gate', 'slice_metrics', 'slice_gates', 'contract_gate']
+           'regression_gate', 'slice_metrics', 'slice_gates', 'contract_gate', 'Comparison', 'compare_evaluations']
 
 # %% ../nbs/11_evals.ipynb #c005
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class GateResult:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Verdict(Displayable):
     """Every gate's result; the model passes only if all do."""
     results: tuple[GateResult, ...]
 
@@ -116,6 +118,18 @@ class Verdict:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
         return cls(tuple(GateResult(**r) for r in d["results"]))
+
+    def _title(self) -> str:
+        n = len(self.results)
+        return "Verdict: " + (f"all {n} gate(s) passed" if self.passed else f"{len(self.failed)} of {n} gate(s) FAILED")
+
+    def _facts(self) -> dict[str, Any]:
+        return {"result": status(self.passed), "failed": [r.gate for r in self.failed] or None}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        rows = [{"gate": r.gate, "value": r.value, "threshold": r.threshold, "result": status(r.passed),
+                 "detail": r.detail} for r in self.results]
+        return [("gates", rows, ["gate", "value", "threshold", "result", "detail"])]
 
 
 def check_gates(metrics: dict[str, float], gates: tuple[Gate, ...], task: str) -> Verdict:
@@ -280,14 +294,16 @@ def paired_change(task: str, metric: str, new: Predictions, old: Predictions, n_
 def regression_gate(gate: Gate, task: str, new: Predictions, old: Predictions | None, champion: str,
                     n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> GateResult:
     """The gate 'at most `gate.threshold` worse than the champion', judged on the lower end of the paired
-    bootstrap interval of the change. `old` is None when the champion could not score the rows (fails)."""
+    bootstrap interval of the change; its value is the observed change (positive: better), the interval is in the
+    detail. `old` is None when the champion could not score the rows (fails)."""
     name = f"{gate.metric} not worse than champion v{champion} by more than {gate.threshold:g}"
     if old is None:
         return GateResult(name, f"{gate.metric}.change", float("nan"), -gate.threshold, False,
                           "the champion could not score the test rows")
     obs, lo, hi = paired_change(task, gate.metric, new, old, n_boot, confidence, seed)
-    return GateResult(name, f"{gate.metric}.change", lo, -gate.threshold, bool(lo >= -gate.threshold),
-                      f"change {obs:+.4f}, {confidence:.0%} paired-bootstrap interval [{lo:+.4f}, {hi:+.4f}]")
+    return GateResult(name, f"{gate.metric}.change", obs, -gate.threshold, bool(lo >= -gate.threshold),
+                      f"{confidence:.0%} paired-bootstrap interval of the change [{lo:+.4f}, {hi:+.4f}]; "
+                      f"passes when its low end is >= {-gate.threshold:g}")
 
 # %% ../nbs/11_evals.ipynb #c018
 def slice_metrics(task: str, p: Predictions, slices: pd.DataFrame) -> pd.DataFrame:
@@ -331,3 +347,94 @@ def contract_gate(champion: tuple[str, Contract] | None, contract: Contract) -> 
     return GateResult(f"contract compatible with champion v{version} ({old.name} v{old.version})",
                       "contract.breaking_changes", float(len(breaking)), 0.0, not breaking,
                       "; ".join(f"{c.column}: {c.what}" for c in breaking))
+
+# %% ../nbs/11_evals.ipynb #d003
+def _evaluation_data(e: Any) -> Mapping[str, Any]:
+    return e.to_dict() if hasattr(e, "to_dict") else e
+
+
+def _interval(d: Mapping[str, Any], metric: str) -> tuple[float | None, float | None]:
+    found = (d.get("intervals") or {}).get(metric)
+    return (float(found[0]), float(found[1])) if found is not None else (None, None)
+
+
+def _better(direction: str, change: float, a: str, b: str) -> str:
+    if change != change or change == 0:
+        return "—" if change != change else "same"
+    return a if (change > 0) == (direction == "higher") else b
+
+
+@dataclass(frozen=True)
+class Comparison(Displayable):
+    """Two evaluations side by side: each metric with its interval, the change, and the change in each slice."""
+    a: str
+    b: str
+    metrics: tuple[Mapping[str, Any], ...]
+    slices: tuple[Mapping[str, Any], ...] = ()
+    confidence: float = 0.95
+    test_rows: tuple[int | None, int | None] = (None, None)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per metric: both values with their intervals, the change (first minus second), the better one."""
+        return pd.DataFrame(list(self.metrics))
+
+    def slice_frame(self) -> pd.DataFrame:
+        """One row per (slice column, value, metric): both values and the change."""
+        return pd.DataFrame(list(self.slices), columns=["slice", "value", "metric", "rows_a", "rows_b", "a", "b",
+                                                        "change"])
+
+    def _title(self) -> str:
+        return f"Comparison: {self.a} vs {self.b}"
+
+    def _facts(self) -> dict[str, Any]:
+        wins = [r["better"] for r in self.metrics]
+        return {"test rows": f"{self.a} {self.test_rows[0]}, {self.b} {self.test_rows[1]}",
+                "better on": f"{self.a} {wins.count(self.a)}, {self.b} {wins.count(self.b)} of {len(wins)} metrics",
+                "intervals": f"{self.confidence:.0%} bootstrap"}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        def span(lo: Any, hi: Any) -> str:
+            return "—" if lo is None else f"[{lo:.4g}, {hi:.4g}]"
+        paired = any("paired" in r for r in self.metrics)
+        rows = [{"metric": r["metric"], self.a: r["a"], f"{self.a} interval": span(r["a_low"], r["a_high"]),
+                 self.b: r["b"], f"{self.b} interval": span(r["b_low"], r["b_high"]), "change": r["change"],
+                 "better": r["better"], "intervals apart": r["apart"],
+                 "paired change": None if "paired" not in r else
+                 f"{r['paired']:+.4g} {span(r['paired_low'], r['paired_high'])}"} for r in self.metrics]
+        columns = ["metric", self.a, f"{self.a} interval", self.b, f"{self.b} interval", "change", "better",
+                   "intervals apart"] + (["paired change"] if paired else [])
+        slices = [{**r, f"rows {self.a}": r["rows_a"], f"rows {self.b}": r["rows_b"], self.a: r["a"], self.b: r["b"]}
+                  for r in self.slices]
+        return [("metrics (change: first minus second)", rows, columns),
+                ("slices", slices, ["slice", "value", "metric", f"rows {self.a}", f"rows {self.b}", self.a, self.b,
+                                    "change"])]
+
+
+def compare_evaluations(a: Any, b: Any, names: tuple[str, str] = ("a", "b"),
+                        paired: Mapping[str, tuple[float, float, float]] | None = None) -> Comparison:
+    """Compare evaluation `a` with `b` (each `evaluation.json`'s data or an object with `to_dict()`); `paired`
+    maps a metric to `paired_change`'s (change, low, high) of `a` against `b`, positive meaning `a` is better."""
+    da, db = _evaluation_data(a), _evaluation_data(b)
+    ma, mb = da.get("metrics") or {}, db.get("metrics") or {}
+    rows = []
+    for name in [*ma, *(k for k in mb if k not in ma)]:
+        va, vb = float(ma.get(name, np.nan)), float(mb.get(name, np.nan))
+        (al, ah), (bl, bh) = _interval(da, name), _interval(db, name)
+        direction = METRICS.get(name, "higher")
+        row = {"metric": name, "direction": direction, "a": va, "a_low": al, "a_high": ah, "b": vb, "b_low": bl,
+               "b_high": bh, "change": va - vb, "better": _better(direction, va - vb, names[0], names[1]),
+               "apart": None if al is None or bl is None else bool(al > bh or bl > ah)}
+        if paired and name in paired:
+            row.update(zip(("paired", "paired_low", "paired_high"), map(float, paired[name]), strict=True))
+        rows.append(row)
+    slices = []
+    sa, sb = pd.DataFrame(da.get("slices") or []), pd.DataFrame(db.get("slices") or [])
+    if len(sa) and len(sb):
+        joined = sa.merge(sb, on=["slice", "value"], suffixes=("_a", "_b"))
+        for _, r in joined.iterrows():
+            for name in (m for m in ma if f"{m}_a" in r and f"{m}_b" in r):
+                slices.append({"slice": r["slice"], "value": r["value"], "metric": name, "rows_a": int(r["rows_a"]),
+                               "rows_b": int(r["rows_b"]), "a": float(r[f"{name}_a"]), "b": float(r[f"{name}_b"]),
+                               "change": float(r[f"{name}_a"] - r[f"{name}_b"])})
+    return Comparison(names[0], names[1], tuple(rows), tuple(slices), float(da.get("confidence", 0.95)),
+                      (da.get("test_rows"), db.get("test_rows")))

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import Contract
+from .display import Displayable
 from .errors import LifecycleError
 from .settings import MonitoringSettings
 
@@ -91,7 +92,7 @@ def categorical_profile(values: Any) -> CategoricalProfile:
 
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(Displayable):
     """What a model was trained on (features) and what its predictions looked like on held-out rows."""
     task: str
     features: Mapping[str, NumericProfile | CategoricalProfile]
@@ -110,6 +111,34 @@ class Profile:
                        d["prediction_kind"], tuple(d.get("classes", ())))
         except (KeyError, TypeError) as exc:
             raise MonitoringError(f"the reference profile is incomplete or corrupt: missing {exc}") from None
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per feature (and the predictions): kind, rows, missing rate, bins or categories, range, top values."""
+        return pd.DataFrame([_summary(k, v) for k, v in [*self.features.items(), ("(prediction)", self.prediction)]])
+
+    def _title(self) -> str:
+        return f"Reference profile: {len(self.features)} features, {self.task} task"
+
+    def _facts(self) -> dict[str, Any]:
+        return {"prediction": self.prediction_kind, "classes": list(self.classes) or None}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        rows = [{**r, "missing": f"{r['missing']:.1%}", "bins or categories": r["bins"], "values": r["range"] or r["top"]}
+                for r in self.to_frame().to_dict("records")]
+        return [("features", rows, ["feature", "kind", "rows", "missing", "bins or categories", "values"])]
+
+
+def _summary(name: str, p: NumericProfile | CategoricalProfile) -> dict[str, Any]:
+    """What a profile part says, in one row: bins and range for numbers, the most common categories otherwise."""
+    if isinstance(p, NumericProfile):
+        lo, mid, hi = (p.sample[0], p.sample[len(p.sample) // 2], p.sample[-1]) if p.sample else (None,) * 3
+        return {"feature": name, "kind": p.kind, "rows": p.rows, "missing": p.missing, "bins": len(p.shares),
+                "min": lo, "median": mid, "max": hi, "range": "" if lo is None else f"{lo:.4g} .. {hi:.4g} "
+                f"(median {mid:.4g})", "top": ""}
+    top = sorted(p.shares.items(), key=lambda kv: -kv[1])
+    return {"feature": name, "kind": p.kind, "rows": p.rows, "missing": p.missing, "bins": len(top), "min": None,
+            "median": None, "max": None, "range": "",
+            "top": ", ".join(f"{k} {v:.0%}" for k, v in top[:4]) + (", ..." if len(top) > 4 else "")}
 
 
 def _plain(p: Any) -> dict[str, Any]:
@@ -445,8 +474,8 @@ def live_quality(rows: pd.DataFrame, labels: pd.DataFrame, contract: Contract, e
 
 # %% ../nbs/24_monitoring.ipynb #c021
 @dataclass
-class MonitorReport:
-    """Everything one monitoring run found, and what it recommends."""
+class MonitorReport(Displayable):
+    """Everything one monitoring run found (the drift report), and what it recommends."""
     model_version: str
     rows: int
     rejected: int
@@ -474,6 +503,48 @@ class MonitorReport:
                 "drift": json.loads(self.drift.to_json(orient="records")),
                 "quality": json.loads(self.quality.to_json(orient="records")) if len(self.quality) else [],
                 "timeline": json.loads(self.timeline.to_json(orient="records", date_format="iso"))}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MonitorReport:
+        """The report as `to_dict` wrote it (e.g. the monitor step's `monitor.json`), to show or print it again."""
+        drift_cols = [f.name for f in Drift.__dataclass_fields__.values()]
+        timeline = pd.DataFrame(d.get("timeline") or [], columns=["window", "start", "feature", "psi", "rows"])
+        timeline["start"] = pd.to_datetime(timeline["start"], utc=True, format="ISO8601")
+        return cls(d["model_version"], d["rows"], d["rejected"], tuple(d["period"]),
+                   pd.DataFrame(d.get("drift") or [], columns=drift_cols), timeline, pd.DataFrame(d.get("quality") or []),
+                   d.get("labelled_rows", 0), d.get("recommendation", "none"), list(d.get("evidence", [])),
+                   d.get("judged", True))
+
+    def to_frame(self) -> pd.DataFrame:
+        """The drift table: one row per (feature, statistic) with its value, threshold and alert."""
+        return self.drift.copy()
+
+    def _title(self) -> str:
+        return f"Monitoring of model version {self.model_version}: " + \
+            ("ALERT" if self.alerted else "no alert" if self.judged else "not judged")
+
+    def _facts(self) -> dict[str, Any]:
+        return {"recommendation": self.recommendation, "served rows": self.rows, "rejected": self.rejected,
+                "period": " .. ".join(self.period) if any(self.period) else None,
+                "labelled rows": self.labelled_rows if len(self.quality) or self.labelled_rows else None}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        drift = self.drift.sort_values(["alert", "value"], ascending=[False, False]) if len(self.drift) else self.drift
+        rows = [{**r, "result": "ALERT" if r["alert"] else "ok"} for r in drift.to_dict("records")]
+        quality = [{**r, "live interval": f"[{r['live_low']:.4g}, {r['live_high']:.4g}]",
+                    "offline interval": f"[{r['low']:.4g}, {r['high']:.4g}]", "result": "ALERT" if r["alert"] else "ok"}
+                   for r in (self.quality.to_dict("records") if len(self.quality) else [])]
+        return [("evidence", [{"evidence": e} for e in self.evidence], ["evidence"]),
+                ("drift", rows, ["feature", "statistic", "value", "threshold", "result", "detail"]),
+                ("live quality", quality, ["metric", "live", "live interval", "offline", "offline interval", "result"])]
+
+    def _figures(self) -> list[tuple[str, Callable[[], Any]]]:
+        if not len(self.timeline):
+            return []
+        from ml_lifecycle.reports import timeline_figure
+        psi = self.drift[self.drift["statistic"] == "psi"]["threshold"] if len(self.drift) else []
+        threshold = float(psi.iloc[0]) if len(psi) else MonitoringSettings().psi_threshold
+        return [("PSI per window", lambda: timeline_figure(self.timeline, threshold))]
 
 
 def timeline(profile: Profile, rows: pd.DataFrame, windows: int, ms: MonitoringSettings) -> pd.DataFrame:

@@ -10,15 +10,17 @@ import getpass
 import json
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from .contracts import Contract, load_contract
+from .display import Displayable, status
 from .errors import ModelNotFound, RegistryError
 from .evals import Verdict
 from .settings import Settings
@@ -26,8 +28,8 @@ from .tracking import connect
 
 # %% auto #0
 __all__ = ['HISTORY_PREFIX', 'resolve_version', 'alias_version', 'version_contract', 'version_tags', 'describe_version', 'Event',
-           'current_user', 'record_event', 'history', 'champion_chain', 'alias_drift', 'move_alias', 'Registered',
-           'register_model', 'champion_contract']
+           'History', 'current_user', 'record_event', 'history', 'champion_chain', 'alias_drift', 'move_alias',
+           'Registered', 'register_model', 'champion_contract']
 
 # %% ../nbs/13_registry.ipynb #c005
 def _client(settings: Settings) -> MlflowClient:
@@ -91,7 +93,7 @@ HISTORY_PREFIX = "lifecycle.history."
 
 
 @dataclass(frozen=True)
-class Event:
+class Event(Displayable):
     """One move of an alias: promote (pipeline or `ml-lifecycle promote`) or rollback."""
     action: str  # promote | rollback
     alias: str
@@ -110,16 +112,57 @@ class Event:
     def from_dict(cls, d: Mapping[str, Any]) -> Event:
         return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if k in d})
 
+    @property
+    def move(self) -> str:
+        """Which alias moved from which version to which."""
+        return f"{self.alias}: {'v' + self.from_version if self.from_version else '(none)'} -> v{self.to_version}"
+
+    @property
+    def gates(self) -> str:
+        """The verdict in a few words: 'gates passed', 'gates FAILED: <names>', or '' without a verdict."""
+        if self.verdict is None:
+            return ""
+        failed = [r["gate"] for r in self.verdict.get("results", []) if not r.get("passed")]
+        return "gates passed" if not failed else "gates FAILED: " + "; ".join(failed)
+
     def line(self) -> str:
         """One readable line: when, what, who, why."""
-        verdict = ""
-        if self.verdict is not None:
-            failed = [r["gate"] for r in self.verdict.get("results", []) if not r.get("passed")]
-            verdict = "gates passed" if not failed else "gates FAILED: " + "; ".join(failed)
-        move = f"{self.alias}: v{self.from_version} -> v{self.to_version}" if self.from_version else \
-            f"{self.alias}: (none) -> v{self.to_version}"
-        extra = [x for x in (verdict, "FORCED" if self.forced else "", f'reason: "{self.reason}"' if self.reason else "") if x]
-        return f"{self.at}  {self.action:<8}  {move:<24}  by {self.by}" + ("  " + "; ".join(extra) if extra else "")
+        extra = [x for x in (self.gates, "FORCED" if self.forced else "", f'reason: "{self.reason}"' if self.reason else "") if x]
+        return f"{self.at}  {self.action:<8}  {self.move:<24}  by {self.by}" + ("  " + "; ".join(extra) if extra else "")
+
+    def _title(self) -> str:
+        return f"{self.action} {self.move}"
+
+    def _facts(self) -> dict[str, Any]:
+        facts = {"at": self.at, "by": self.by, "reason": self.reason, "forced": "FORCED past failed gates"
+                 if self.forced else "", "gates": self.gates}
+        return {k: v for k, v in facts.items() if v}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        rows = [{**r, "result": status(r.get("passed"))} for r in (self.verdict or {}).get("results", [])]
+        return [("gates", rows, ["gate", "value", "threshold", "result"])]
+
+
+class History(Displayable, list):
+    """The recorded events of a registered model, oldest first: a list of `Event` that shows as an event table."""
+
+    def __init__(self, events: Iterable[Event] = (), model: str = ""):
+        super().__init__(events)
+        self.model = model
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per event: when, what, which versions, who, the gates, forced, why."""
+        cols = ["at", "action", "alias", "from_version", "to_version", "by", "gates", "forced", "reason"]
+        return pd.DataFrame([{**{k: getattr(e, k) for k in cols if k != "gates"}, "gates": e.gates} for e in self],
+                            columns=cols)
+
+    def _title(self) -> str:
+        return f"History of {self.model or 'the model'}: {len(self)} event(s)"
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        rows = [{"at": e.at, "action": e.action, "move": e.move, "by": e.by, "gates": e.gates,
+                 "forced": "FORCED" if e.forced else "", "reason": e.reason} for e in self]
+        return [("events", rows, ["at", "action", "move", "by", "gates", "forced", "reason"])]
 
 
 def current_user() -> str:
@@ -140,14 +183,15 @@ def record_event(settings: Settings, event: Event) -> None:
     _client(settings).set_registered_model_tag(settings.registry.model_name, key, json.dumps(event.to_dict()))
 
 
-def history(settings: Settings) -> list[Event]:
+def history(settings: Settings) -> History:
     """Every recorded event of the registered model, oldest first."""
     client = _client(settings)
+    name = settings.registry.model_name
     try:
-        tags = client.get_registered_model(settings.registry.model_name).tags
+        tags = client.get_registered_model(name).tags
     except MlflowException:
-        return []
-    return [Event.from_dict(json.loads(tags[k])) for k in sorted(tags) if k.startswith(HISTORY_PREFIX)]
+        return History((), name)
+    return History((Event.from_dict(json.loads(tags[k])) for k in sorted(tags) if k.startswith(HISTORY_PREFIX)), name)
 
 
 def champion_chain(events: Sequence[Event], alias: str = "champion") -> list[str]:

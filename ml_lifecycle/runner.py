@@ -15,12 +15,16 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .display import Displayable
 from .errors import PipelineError, StepFailed
 from .files import atomic_write_text, discard, sha256_file, staging_dir
 from .pipeline import Pipeline, Step, package_digest, settings_digest, step_key, with_experiment
 from .settings import Settings, save_snapshot
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # %% auto #0
 __all__ = ['MANIFEST', 'Event', 'StepRecord', 'RunRecord', 'cache_dir', 'cached_result', 'run_pipeline']
@@ -42,7 +46,7 @@ class StepRecord:
 
 
 @dataclass
-class RunRecord:
+class RunRecord(Displayable):
     """The machine-readable record of a pipeline run, written to `run.json`."""
     run_dir: str
     status: str = "running"
@@ -60,6 +64,28 @@ class RunRecord:
 
     def write(self) -> Path:
         return atomic_write_text(Path(self.run_dir) / "run.json", json.dumps(asdict(self), indent=2))
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per step: status, ran or cached, seconds, the executed notebook and any error."""
+        import pandas as pd
+        return pd.DataFrame(self._step_rows(), columns=["step", "status", "source", "seconds", "notebook", "error"])
+
+    def _step_rows(self, short: bool = False) -> list[dict[str, Any]]:
+        how = {"cached": "cached", "done": "ran", "failed": "ran", "running": "running"}
+        return [{"step": r.name, "status": r.status, "source": how.get(r.status, ""), "seconds": r.seconds,
+                 "notebook": r.notebook, "error": (r.error or "").strip().split("\n")[0] if short else r.error}
+                for r in self.steps]
+
+    def _title(self) -> str:
+        return f"Run {Path(self.run_dir).name}: {self.status}"
+
+    def _facts(self) -> dict[str, Any]:
+        counts = ", ".join(f"{self.count(s)} {s}" for s in ("done", "cached", "failed", "skipped") if self.count(s))
+        return {"steps": counts or "none", "seconds": self.seconds, "started": self.started, "folder": self.run_dir,
+                "MLflow run": self.mlflow_run_id, "tracking": self.tracking_uri}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        return [("steps", self._step_rows(short=True), ["step", "status", "source", "seconds", "notebook", "error"])]
 
 # %% ../nbs/16_runner.ipynb #c007
 MANIFEST = "manifest.json"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from .display import Displayable
 from .errors import SettingsError
 
 # %% auto #0
@@ -184,7 +185,7 @@ ENV_PREFIX = "ML_LIFECYCLE_"
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(Displayable):
     """All lifecycle settings of one project, resolved and frozen."""
     root: Path
     project: ProjectSettings
@@ -213,6 +214,31 @@ class Settings:
     def tracking_uri(self) -> str:
         """The MLflow tracking URI (a relative sqlite path is under the project root)."""
         return self.url(self.tracking.uri)
+
+    def to_frame(self) -> typing.Any:
+        """One row per setting: section, key and resolved value (a pandas DataFrame)."""
+        import pandas as pd
+        return pd.DataFrame(self._rows(), columns=["section", "key", "value"])
+
+    def _rows(self) -> list[dict[str, typing.Any]]:
+        """Each section's fields; the gates as the keys they were set by (`min_roc_auc`, `max_regression_...`)."""
+        rows = []
+        for name in SECTIONS:
+            fields = [f.name for f in dataclasses.fields(getattr(self, name))]
+            gate_keys = [k for k in self.raw.get("gates", {}) if k not in fields] if name == "gates" else []
+            rows += [{"section": name, "key": k, "value": self.raw["gates"][k]} for k in gate_keys]
+            rows += [{"section": name, "key": k, "value": getattr(getattr(self, name), k)} for k in fields
+                     if not (gate_keys and k in ("gates", "regressions", "slices"))]
+        return rows
+
+    def _title(self) -> str:
+        return f"Settings of {self.project.name}"
+
+    def _facts(self) -> dict[str, typing.Any]:
+        return {"root": self.root, "tracking": self.tracking_uri}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, typing.Any]], list[str]]]:
+        return [("", self._rows(), ["section", "key", "value"])]
 
 # %% ../nbs/01_settings.ipynb #c010
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
