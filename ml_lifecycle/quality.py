@@ -14,6 +14,7 @@ import pandas as pd
 
 from .contracts import SEVERITIES, Contract
 from .data import split
+from .display import Displayable
 from .errors import DataQualityFailed, ExperimentError, SettingsError
 from .experiment import SplitSpec
 from .settings import QualitySettings
@@ -75,7 +76,7 @@ class Finding:
 
 
 @dataclass(frozen=True)
-class QualityReport:
+class QualityReport(Displayable):
     """Every finding of the leakage and data-quality checks."""
     findings: tuple[Finding, ...] = ()
 
@@ -99,6 +100,20 @@ class QualityReport:
             raise DataQualityFailed(
                 f"{where} failed {len(self.errors)} data-quality check(s): "
                 + "; ".join(f"{f.check} on {f.column}: {f.message}" for f in self.errors), where)
+
+    def _title(self) -> str:
+        return f"Data quality: {'passed' if self.ok else 'FAILED'}"
+
+    def _facts(self) -> dict[str, Any]:
+        return {"errors": len(self.errors), "warnings": sum(f.severity == "warning" for f in self.findings)}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        out = []
+        for level in ("error", "warning"):
+            rows = [{"check": f.check, "column": f.column, "finding": f.message}
+                    for f in self.findings if f.severity == level]
+            out.append((f"{level}s ({len(rows)})", rows, ["check", "column", "finding"]))
+        return out
 
 # %% ../nbs/07_quality.ipynb #n010
 _LEAK_FOLDS = 3
