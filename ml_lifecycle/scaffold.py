@@ -9,130 +9,45 @@ import importlib.resources
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from .contracts import infer_contract, save_contract
 from .data import make_demo_data, read_table, require_columns, write_table
 from .errors import LifecycleError
 from .files import atomic_write_text
+from .settings import render_ini
 
 # %% auto #0
-__all__ = ['DEFAULT_GATES', 'BENTOFILE_TEMPLATE', 'render_settings', 'render_experiment', 'pipeline_templates', 'init_project']
+__all__ = ['DEMO_GATES', 'SETTINGS_HEADER', 'BENTOFILE_TEMPLATE', 'default_gates', 'render_settings', 'render_experiment',
+           'pipeline_templates', 'init_project']
 
 # %% ../nbs/18_scaffold.ipynb #c005
-DEFAULT_GATES = {"binary": "min_roc_auc = 0.6", "multiclass": "min_balanced_accuracy = {chance}",
-                 "regression": "min_r2 = 0.1"}
+def default_gates(task: str, n_classes: int = 2) -> dict[str, float]:
+    """Gate thresholds a new project starts with: a floor on the task's main metric a little above chance, at most
+    0.02 worse than the champion, and the latency and size ceilings."""
+    metric, floor = {"binary": ("roc_auc", 0.6), "regression": ("r2", 0.1),
+                     "multiclass": ("balanced_accuracy", round(min(1.0, 1.2 / max(n_classes, 2)), 2))}[task]
+    return {f"min_{metric}": floor, f"max_regression_{metric}": 0.02, "max_latency_p99_ms": 250.0,
+            "max_model_mb": 200.0}
 
 
-def render_settings(name: str, data: str, contract: str, task: str, n_classes: int = 2) -> str:
-    """The text of a project's settings.ini."""
-    gate = DEFAULT_GATES[task].format(chance=round(min(1.0, 1.2 / max(n_classes, 2)), 2))
-    regression = f"max_regression_{gate.split()[0].removeprefix('min_')} = 0.02"
-    return f"""\
-# Lifecycle settings of the {name} project. Paths are relative to this file.
-# Any key can be overridden by an environment variable ML_LIFECYCLE_<SECTION>__<KEY>,
-# e.g. ML_LIFECYCLE_TRACKING__URI=sqlite:////tmp/other.db
+#: The demo project's gates (`init` without `--data`, and the repo's own settings.ini).
+DEMO_GATES = {"min_roc_auc": 0.75, "min_recall": 0.5, "max_regression_roc_auc": 0.02, "slice_min_recall": 0.3,
+              "max_latency_p99_ms": 250.0, "max_model_mb": 200.0}
 
-[project]
-name = {name}
-pipelines_dir = pipelines
-runs_dir = runs
+SETTINGS_HEADER = """Lifecycle settings of the {name} project. Paths are relative to this file.
+Any key can be overridden by an environment variable ML_LIFECYCLE_<SECTION>__<KEY>,
+e.g. ML_LIFECYCLE_TRACKING__URI=sqlite:////tmp/other.db"""
 
-[data]
-# the training table (CSV or parquet) and its data contract
-path = {data}
-contract = {contract}
 
-[quality]
-# leakage and data-quality checks of the validate step; each is error (stops the run), warning or off
-target_leak = error
-# a feature that alone predicts the target this well (0: baseline, 1: perfectly; scored out of fold) is a leak
-leak_score = 0.95
-# the leak check reads a seeded sample of at most this many training rows
-sample_rows = 100000
-split_overlap = error
-time_order = error
-# identical feature rows always land on the same side of the split; this reports them and their noise ceiling
-duplicates = warning
-# a share of repeated rows at or above this suggests a panel: split by group
-repeat_share = 0.3
-imbalance = warning
-imbalance_ratio = 20
-
-[tracking]
-# MLflow tracking store: a sqlite file under the project by default, or any tracking URI
-uri = sqlite:///mlflow.db
-experiment = {name}
-artifacts = mlartifacts
-
-[registry]
-model_name = {name}_model
-champion_alias = champion
-challenger_alias = challenger
-
-[training]
-# the experiment config: model and hyperparameters, split, CV folds, metrics, seed, slices, search, features
-experiment = experiment.yaml
-# where hyperparameter searches keep their Optuna studies: any SQLAlchemy URL
-search_storage = sqlite:///optuna.db
-
-[gates]
-# min_<metric> or max_<metric>, judged on the held-out test split; all must pass for champion
-{gate}
-# max_regression_<metric>: at most this much worse than the champion (paired bootstrap on the same test rows)
-{regression}
-# slice_min_<metric> / slice_max_<metric> hold in every slice of the contract with >= slice_min_rows rows
-slice_min_rows = 50
-# the fitted model's single-row p99 predict latency (ms, features included) and pickled size (MB)
-max_latency_p99_ms = 250
-max_model_mb = 200
-bootstrap = 1000
-confidence = 0.95
-
-[serving]
-host = 127.0.0.1
-port = 3000
-max_batch_rows = 1000
-max_body_bytes = 1048576
-# adaptive batching: requests scored together in one model call, at most
-max_batch_requests = 32
-# share of requests a canary Bento (ml-lifecycle package --canary VERSION) sends to the challenger
-canary_fraction = 0.1
-# the BentoML build file, and the pointer to the deployed Bento (moved by promote and rollback)
-bentofile = bentofile.yaml
-deployment = deploy/champion.json
-
-[pipeline]
-# modules imported once into a zygote process; every step's fresh kernel is forked from it, imports done
-# (the MLflow sqlite stores and alembic are what a kernel's first MLflow call would otherwise import)
-preload = ml_lifecycle.registry, ml_lifecycle.training, ml_lifecycle.contracts, mlflow.sklearn, mlflow.store.tracking.sqlalchemy_store, mlflow.store.model_registry.sqlalchemy_store, alembic.migration, pyarrow.parquet
-fork_kernels = true
-max_parallel = 2
-lookahead = 1
-# sweeps fan out on Dask: empty = a LocalCluster with dask_workers workers, or a scheduler address
-dask_scheduler =
-dask_workers = 2
-
-[monitoring]
-# the service's prediction log (JSONL, one line per request), read by `ml-lifecycle monitor`
-prediction_log = logs/predictions.jsonl
-# drift alert thresholds, one per statistic (see ml_lifecycle.monitoring)
-psi_threshold = 0.2
-ks_pvalue = 0.01
-ks_statistic = 0.1
-chi2_pvalue = 0.01
-chi2_cramers_v = 0.1
-prediction_psi = 0.2
-missing_rate_delta = 0.05
-new_category_share = 0.01
-# fewer served rows than this: no judgement; the drift timeline's number of windows
-min_rows = 100
-windows = 6
-# delayed labels (CSV or parquet with the contract's key and target), for live quality; empty: none
-labels =
-# live metrics that alert (comma-separated); empty: the metrics of the [gates] floors
-quality_metrics =
-"""
+def render_settings(name: str, data: str, contract: str, task: str, n_classes: int = 2,
+                    gates: Mapping[str, float] | None = None) -> str:
+    """The text of a project's settings.ini: every default with its doc, plus the project's own values."""
+    return render_ini({"project": {"name": name}, "data": {"path": data, "contract": contract},
+                       "tracking": {"experiment": name}, "registry": {"model_name": f"{name}_model"},
+                       "gates": dict(gates) if gates is not None else default_gates(task, n_classes)},
+                      header=SETTINGS_HEADER.format(name=name))
 
 # %% ../nbs/18_scaffold.ipynb #c008
 BENTOFILE_TEMPLATE = """\
@@ -246,7 +161,8 @@ def init_project(dest: str | os.PathLike, data: str | os.PathLike | None = None,
                     ignore=shutil.ignore_patterns("__pycache__", "*.py", ".ipynb_checkpoints"))
     n_classes = df[target].nunique()
     atomic_write_text(dest / "settings.ini", render_settings(name, f"data/{data_name}", f"contracts/{name}.yaml",
-                                                             contract.task, n_classes))
+                                                             contract.task, n_classes,
+                                                             DEMO_GATES if data is None else None))
     atomic_write_text(dest / "experiment.yaml", render_experiment(contract.task))
     atomic_write_text(dest / "bentofile.yaml", BENTOFILE_TEMPLATE)
     atomic_write_text(dest / ".gitignore", "runs/\nmlruns/\nmlartifacts/\nmlflow.db\noptuna.db\nlogs/\ndeploy/\n")

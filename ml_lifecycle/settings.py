@@ -19,10 +19,10 @@ from .display import Displayable
 from .errors import SettingsError
 
 # %% auto #0
-__all__ = ['TASKS', 'METRICS', 'OPERATIONAL', 'SECTIONS', 'ENV_PREFIX', 'MOVED', 'ProjectSettings', 'DataSettings',
-           'TrackingSettings', 'RegistrySettings', 'TrainingSettings', 'Gate', 'GateSettings', 'ServingSettings',
-           'PipelineSettings', 'QualitySettings', 'MonitoringSettings', 'Settings', 'settings_from_raw',
-           'load_settings', 'save_snapshot']
+__all__ = ['TASKS', 'METRICS', 'OPERATIONAL', 'SECTIONS', 'ENV_PREFIX', 'NOT_SETTINGS', 'MOVED', 'FILE_ORDER', 'setting',
+           'ProjectSettings', 'DataSettings', 'TrackingSettings', 'RegistrySettings', 'TrainingSettings', 'Gate',
+           'GateSettings', 'ServingSettings', 'PipelineSettings', 'QualitySettings', 'MonitoringSettings', 'Settings',
+           'settings_from_raw', 'load_settings', 'save_snapshot', 'render_ini']
 
 # %% ../nbs/01_settings.ipynb #c005
 TASKS = ("binary", "multiclass", "regression")
@@ -39,35 +39,46 @@ METRICS: Mapping[str, str] = MappingProxyType({
 OPERATIONAL: Mapping[str, str] = MappingProxyType({"latency_p99_ms": "lower", "model_mb": "lower"})
 
 
+_MISSING: typing.Any = dataclasses.MISSING
+
+
+def setting(default: typing.Any = _MISSING, doc: str = "", **metadata: typing.Any) -> typing.Any:
+    """A settings field: its default (none: required) and the one-line doc `init` writes above it."""
+    if default is _MISSING:
+        return field(metadata={"doc": doc, **metadata})
+    return field(default=default, metadata={"doc": doc, **metadata})
+
+
 @dataclass(frozen=True)
 class ProjectSettings:
     """Where the project's pipelines and run records live."""
-    name: str
-    pipelines_dir: Path = Path("pipelines")
-    runs_dir: Path = Path("runs")
+    name: str = setting(doc="the project's name")
+    pipelines_dir: Path = setting(Path("pipelines"), "the step notebooks and pipeline.yaml")
+    runs_dir: Path = setting(Path("runs"), "every run's executed notebooks and record, and the step cache")
 
 
 @dataclass(frozen=True)
 class DataSettings:
     """The training data file and its contract (how it is split is the experiment config's `split`)."""
-    path: Path
-    contract: Path
+    path: Path = setting(doc="the training table (CSV or parquet)")
+    contract: Path = setting(doc="its data contract; how the table is split is the experiment config's `split`")
 
 
 @dataclass(frozen=True)
 class TrackingSettings:
     """The MLflow tracking store (a local sqlite file by default) and experiment."""
-    uri: str = "sqlite:///mlflow.db"
-    experiment: str = "ml_lifecycle"
-    artifacts: Path = Path("mlartifacts")
+    uri: str = setting("sqlite:///mlflow.db", "MLflow tracking store: a sqlite file under the project, or any "
+                                              "tracking URI")
+    experiment: str = setting("ml_lifecycle", "the MLflow experiment the pipeline's runs go to")
+    artifacts: Path = setting(Path("mlartifacts"), "where a local store keeps run artifacts")
 
 
 @dataclass(frozen=True)
 class RegistrySettings:
     """The registered model's name and the aliases the pipeline moves."""
-    model_name: str
-    champion_alias: str = "champion"
-    challenger_alias: str = "challenger"
+    model_name: str = setting(doc="the registered model every run registers a version of")
+    champion_alias: str = setting("champion", "the alias of the version that is served")
+    challenger_alias: str = setting("challenger", "the alias of the newest registered version")
 
 
 @dataclass(frozen=True)
@@ -75,8 +86,10 @@ class TrainingSettings:
     """Where the experiment config is (what to train: see `ml_lifecycle.experiment`), and the Optuna study
     storage of hyperparameter searches (any SQLAlchemy URL; a relative sqlite path is under the project)."""
     # reaches the steps as their `experiment` parameter (cut to the sections each reads), hashed there
-    experiment: Path = field(default=Path("experiment.yaml"), metadata={"parameter": True})
-    search_storage: str = "sqlite:///optuna.db"
+    experiment: Path = setting(Path("experiment.yaml"), "the experiment config: model and hyperparameters, split, "
+                               "CV folds, metrics, seed, slices, search, features", parameter=True)
+    search_storage: str = setting("sqlite:///optuna.db", "where hyperparameter searches keep their Optuna "
+                                                         "studies: any SQLAlchemy URL")
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,7 @@ class Gate:
 
 @dataclass(frozen=True)
 class GateSettings:
-    """The promotion gates of `[gates]`:
+    """The promotion gates: all must pass for a model to become champion.
 
     - `min_<metric>` / `max_<metric>`: absolute floors and ceilings on the test split;
     - `max_latency_p99_ms` / `max_model_mb`: the fitted model's single-row p99 latency and pickled size;
@@ -105,73 +118,88 @@ class GateSettings:
       that has at least `slice_min_rows` rows;
     - `bootstrap` resamples, at `confidence`, with `seed`.
     """
-    gates: tuple[Gate, ...] = ()
-    regressions: tuple[Gate, ...] = ()  # Gate(metric, "max", allowed drop)
-    slices: tuple[Gate, ...] = ()
-    bootstrap: int = 1000
-    confidence: float = 0.95
-    slice_min_rows: int = 30
-    seed: int = 0
+    gates: tuple[Gate, ...] = setting((), "min_<metric> or max_<metric> (max_latency_p99_ms: the single-row p99 "
+                                      "predict latency in ms; max_model_mb: the pickled size), judged on the "
+                                      "held-out test split; all must pass for champion", gate_keys=True)
+    regressions: tuple[Gate, ...] = setting((), "max_regression_<metric>: at most this much worse than the "
+                                            "champion (paired bootstrap on the same test rows)", gate_keys=True)
+    slices: tuple[Gate, ...] = setting((), "slice_min_<metric> / slice_max_<metric>: the bound holds in every "
+                                       "slice of the contract with at least slice_min_rows rows", gate_keys=True)
+    slice_min_rows: int = setting(50, "slices with fewer test rows are reported but not judged")
+    bootstrap: int = setting(1000, "bootstrap resamples for every metric's interval and the paired change")
+    confidence: float = setting(0.95, "the intervals' confidence level")
+    seed: int = setting(0, "the bootstrap's seed")
 
 
 @dataclass(frozen=True)
 class ServingSettings:
     """Where and how the BentoML service listens."""
-    host: str = "127.0.0.1"
-    port: int = 3000
-    max_batch_rows: int = 1000
-    max_body_bytes: int = 1_048_576
-    max_batch_requests: int = 32  # adaptive batching: at most this many requests per model call
-    canary_fraction: float = 0.1  # share of requests a canary Bento sends to the challenger
-    bentofile: Path = Path("bentofile.yaml")  # the BentoML build file of the project
-    # pointer to the deployed Bento, moved by promote/rollback; an output, so not part of any step's inputs
-    deployment: Path = field(default=Path("deploy/champion.json"), metadata={"output": True})
+    host: str = setting("127.0.0.1", "the address `serve` listens on")
+    port: int = setting(3000, "the port `serve` listens on")
+    max_batch_rows: int = setting(1000, "records one request may hold")
+    max_body_bytes: int = setting(1_048_576, "larger request bodies are refused with 413")
+    max_batch_requests: int = setting(32, "adaptive batching: requests scored together in one model call, at most")
+    canary_fraction: float = setting(0.1, "share of requests a canary Bento (ml-lifecycle package --canary "
+                                          "VERSION) sends to the challenger")
+    bentofile: Path = setting(Path("bentofile.yaml"), "the BentoML build file of the project")
+    # an output, so not part of any step's inputs
+    deployment: Path = setting(Path("deploy/champion.json"), "the pointer to the deployed Bento, moved by promote "
+                                                             "and rollback", output=True)
 
 
 @dataclass(frozen=True)
 class PipelineSettings:
     """How the pipeline engine runs steps: preloaded modules, parallelism, and where sweeps fan out."""
-    preload: tuple[str, ...] = ("ml_lifecycle.registry", "ml_lifecycle.training", "ml_lifecycle.contracts",
-                                "mlflow.sklearn", "mlflow.store.tracking.sqlalchemy_store",
-                                "mlflow.store.model_registry.sqlalchemy_store", "alembic.migration",
-                                "pyarrow.parquet")
-    fork_kernels: bool = True
-    max_parallel: int = 2
-    lookahead: int = 1
-    dask_scheduler: str = ""
-    dask_workers: int = 2
+    preload: tuple[str, ...] = setting(
+        ("ml_lifecycle.registry", "ml_lifecycle.training", "ml_lifecycle.contracts", "mlflow.sklearn",
+         "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
+         "alembic.migration", "pyarrow.parquet"),
+        "modules imported once into a zygote process; every step's fresh kernel is forked from it, imports done")
+    fork_kernels: bool = setting(True, "false: start every step's kernel from scratch")
+    max_parallel: int = setting(2, "independent steps run at once, at most")
+    lookahead: int = setting(1, "kernels started ahead of the steps that will need them")
+    dask_scheduler: str = setting("", "sweeps fan out on Dask: empty = a LocalCluster with dask_workers workers, "
+                                      "or a scheduler address")
+    dask_workers: int = setting(2, "workers of that LocalCluster")
 
 
 @dataclass(frozen=True)
 class QualitySettings:
     """Leakage and data-quality checks of the validate step: a level per check (error, warning or off)."""
-    target_leak: str = "error"
-    leak_score: float = 0.95  # a feature alone predicting the target this well (0: baseline, 1: perfectly) leaks it
-    split_overlap: str = "error"
-    time_order: str = "error"
-    duplicates: str = "warning"
-    repeat_share: float = 0.3  # this share of rows repeating earlier rows' features: suggest a group split (panel)
-    imbalance: str = "warning"
-    imbalance_ratio: float = 20.0
-    sample_rows: int = 100_000  # the leak check reads a seeded sample of this many training rows, at most
+    target_leak: str = setting("error", "a feature that alone predicts the target (each check: error stops the "
+                                        "run, warning, or off)")
+    leak_score: float = setting(0.95, "a feature alone predicting the target this well (0: baseline, 1: "
+                                      "perfectly; scored out of fold) is a leak")
+    sample_rows: int = setting(100_000, "the leak check reads a seeded sample of at most this many training rows")
+    split_overlap: str = setting("error", "test rows sharing a key with the train split")
+    time_order: str = setting("error", "test rows older than the newest training row")
+    duplicates: str = setting("warning", "rows repeating another row's features, and the noise ceiling they set "
+                                         "(identical rows always land on the same side of the split)")
+    repeat_share: float = setting(0.3, "a share of repeated rows at or above this suggests a panel: split by group")
+    imbalance: str = setting("warning", "a majority class over imbalance_ratio times the minority class")
+    imbalance_ratio: float = setting(20.0, "the majority/minority ratio above which imbalance reports")
 
 
 @dataclass(frozen=True)
 class MonitoringSettings:
     """Where predictions are logged, the drift and quality alert thresholds, and the reference profile's size."""
-    prediction_log: Path = field(default=Path("logs/predictions.jsonl"), metadata={"output": True})
-    psi_threshold: float = 0.2  # psi: population stability index of a feature
-    ks_pvalue: float = 0.01  # ks: numeric features, alert when p < ks_pvalue and statistic > ks_statistic
-    ks_statistic: float = 0.1
-    chi2_pvalue: float = 0.01  # chi2: categorical features, alert when p < chi2_pvalue and V > chi2_cramers_v
-    chi2_cramers_v: float = 0.1
-    prediction_psi: float = 0.2  # prediction: PSI of the predictions' distribution
-    missing_rate_delta: float = 0.05  # missing: change of a feature's missing-value rate
-    new_category_share: float = 0.01  # new_categories: share of values never seen in training
-    min_rows: int = 100  # fewer current rows than this: no judgement, reported as such
-    windows: int = 6  # the drift timeline splits the monitored period into this many windows
-    labels: str = ""  # delayed labels (CSV or parquet): the contract key and target columns; empty: none
-    quality_metrics: tuple[str, ...] = ()  # live metrics that alert; empty: the metrics of the [gates] floors
+    prediction_log: Path = setting(Path("logs/predictions.jsonl"), "the service's prediction log (JSONL, one line "
+                                   "per request), read by `ml-lifecycle monitor`", output=True)
+    psi_threshold: float = setting(0.2, "psi: population stability index of a feature")
+    ks_pvalue: float = setting(0.01, "ks (numeric features): alert when p < ks_pvalue and statistic > ks_statistic")
+    ks_statistic: float = setting(0.1, "ks: the least KS statistic that alerts (an effect size beside the p-value)")
+    chi2_pvalue: float = setting(0.01, "chi2 (categorical features): alert when p < chi2_pvalue and Cramer's V > "
+                                       "chi2_cramers_v")
+    chi2_cramers_v: float = setting(0.1, "chi2: the least Cramer's V that alerts (an effect size beside the p-value)")
+    prediction_psi: float = setting(0.2, "prediction: PSI of the predictions' distribution")
+    missing_rate_delta: float = setting(0.05, "missing: change of a feature's missing-value rate")
+    new_category_share: float = setting(0.01, "new_categories: share of values never seen in training")
+    min_rows: int = setting(100, "fewer served rows than this: no judgement, reported as such")
+    windows: int = setting(6, "the drift timeline splits the monitored period into this many windows")
+    labels: str = setting("", "delayed labels (CSV or parquet with the contract's key and target) for live "
+                              "quality; empty: none")
+    quality_metrics: tuple[str, ...] = setting((), "live metrics that alert (comma-separated); empty: the metrics "
+                                                   "of the [gates] floors")
 
 # %% ../nbs/01_settings.ipynb #c008
 _SECTIONS: dict[str, type] = {
@@ -182,6 +210,8 @@ _SECTIONS: dict[str, type] = {
 }
 SECTIONS = tuple(_SECTIONS)
 ENV_PREFIX = "ML_LIFECYCLE_"
+#: Variables with the prefix that are not settings: who acts, recorded in the registry's history.
+NOT_SETTINGS = frozenset({"ML_LIFECYCLE_USER"})
 
 
 @dataclass(frozen=True)
@@ -275,17 +305,24 @@ def _parse_value(section: str, key: str, value: str, typ: typing.Any) -> typing.
         raise SettingsError(section, key, value, f"expected {getattr(typ, '__name__', typ)}: {exc}") from exc
 
 
+def _gate_kind(key: str) -> str:
+    """Which `GateSettings` field a `[gates]` key belongs to: gates, regressions or slices."""
+    return "regressions" if key.startswith("max_regression_") else "slices" if key.startswith("slice_") else "gates"
+
+
 def _parse_gates(values: Mapping[str, str]) -> GateSettings:
     """Parse `[gates]`: bounds, regression margins, slice bounds and the bootstrap's settings."""
     gates: dict[str, list[Gate]] = {"gates": [], "regressions": [], "slices": []}
     options: dict[str, typing.Any] = {}
-    types = {"bootstrap": int, "confidence": float, "slice_min_rows": int, "seed": int}
+    hints = typing.get_type_hints(GateSettings)
+    types = {f.name: hints[f.name] for f in dataclasses.fields(GateSettings) if not f.metadata.get("gate_keys")}
     for key, value in values.items():
         if key in types:
             options[key] = _parse_value("gates", key, value, types[key])
             continue
-        kind, rest = ("regressions", key[len("max_regression_"):]) if key.startswith("max_regression_") else \
-            ("slices", key[len("slice_"):]) if key.startswith("slice_") else ("gates", key)
+        kind = _gate_kind(key)
+        rest = key[len("max_regression_"):] if kind == "regressions" else key[len("slice_"):] if kind == "slices" \
+            else key
         bound, _, metric = rest.partition("_")
         if kind == "regressions":
             bound, metric = "max", rest
@@ -333,7 +370,7 @@ def _overrides(env: Mapping[str, str]) -> dict[tuple[str, str], str]:
     """Collect `ML_LIFECYCLE_<SECTION>__<KEY>` variables."""
     out = {}
     for var, value in env.items():
-        if not var.startswith(ENV_PREFIX):
+        if not var.startswith(ENV_PREFIX) or var in NOT_SETTINGS:
             continue
         section, sep, key = var[len(ENV_PREFIX):].lower().partition("__")
         if not sep or section not in _SECTIONS or not key:
@@ -382,3 +419,51 @@ def save_snapshot(settings: Settings, path: str | os.PathLike) -> Path:
     data = {"root": str(settings.root), "sections": {s: dict(v) for s, v in settings.raw.items()}}
     path.write_text(json.dumps(data, indent=2, sort_keys=True))
     return path
+
+# %% ../nbs/01_settings.ipynb #x019
+#: The order of sections in a written settings.ini: what a new user edits first comes first.
+FILE_ORDER = ("project", "data", "quality", "tracking", "registry", "training", "gates", "serving", "pipeline",
+              "monitoring")
+
+
+def _ini_value(value: typing.Any) -> str:
+    """A value as settings.ini spells it (what `_parse_value` reads back)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value))
+    return str(value)
+
+
+def _comment(text: str, width: int = 112) -> list[str]:
+    import textwrap
+    return [f"# {line}" for para in text.splitlines() for line in (textwrap.wrap(para, width - 2) or [""])]
+
+
+def render_ini(values: Mapping[str, Mapping[str, typing.Any]], header: str = "") -> str:
+    """The text of a settings.ini: every key of every section with its doc, set to `values` or its default."""
+    unknown = set(values) - set(_SECTIONS)
+    if unknown:
+        raise SettingsError(sorted(unknown)[0], "*", None, f"unknown section; known sections are {sorted(_SECTIONS)}")
+    lines = _comment(header) if header else []
+    for name in FILE_ORDER:
+        given = {k: v for k, v in values.get(name, {}).items()}
+        lines += ["", f"[{name}]"] + _comment(" ".join(_SECTIONS[name].__doc__.split("\n\n")[0].split()))
+        for f in dataclasses.fields(_SECTIONS[name]):
+            if f.metadata.get("gate_keys"):
+                keys = [k for k in given if _gate_kind(k) == f.name and k not in {g.name for g in
+                                                                                 dataclasses.fields(GateSettings)}]
+                lines += _comment(f.metadata["doc"]) + [f"{k} = {_ini_value(given.pop(k))}" for k in keys]
+                continue
+            if f.name not in given and f.default is dataclasses.MISSING:
+                raise SettingsError(name, f.name, None, "required key is missing")
+            value = given.pop(f.name, f.default)
+            lines += _comment(f.metadata.get("doc", "")) if f.metadata.get("doc") else []
+            lines.append(f"{f.name} = {_ini_value(value)}".rstrip())
+        if given:
+            raise SettingsError(name, sorted(given)[0], None, "unknown key")
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -54,3 +54,10 @@ def test_every_module_is_exported_from_a_numbered_notebook():
 def test_the_repo_bentofile_is_the_one_init_writes():
     from ml_lifecycle.scaffold import BENTOFILE_TEMPLATE
     assert (PKG.parent / "bentofile.yaml").read_text() == BENTOFILE_TEMPLATE
+
+
+def test_the_repo_settings_are_the_ones_init_writes_for_the_demo():
+    """Every default and its documentation exist once, in the settings dataclasses; the demo's file is rendered."""
+    from ml_lifecycle.scaffold import DEMO_GATES, render_settings
+    expected = render_settings("demo", "data/demo.csv", "contracts/credit_default.yaml", "binary", gates=DEMO_GATES)
+    assert (PKG.parent / "settings.ini").read_text() == expected
