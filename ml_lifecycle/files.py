@@ -15,16 +15,27 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['atomic_path', 'atomic_write_text', 'staging_dir', 'discard', 'sha256_file', 'sha256_text', 'sha256_files',
+__all__ = ['umask', 'atomic_path', 'atomic_write_text', 'staging_dir', 'discard', 'sha256_file', 'sha256_text', 'sha256_files',
            'git_commit']
 
 # %% ../nbs/02_files.ipynb #c005
+def umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux), else by setting it back."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~umask())
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -47,6 +58,7 @@ def staging_dir(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    tmp.chmod(0o777 & ~umask())  # mkdtemp's 0700 is for the staging; the result is an ordinary folder
     try:
         yield tmp
         try:
