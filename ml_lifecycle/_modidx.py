@@ -789,6 +789,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'ml_lifecycle.sweep.SweepResult.failed': ('sweep.html#sweepresult.failed', 'ml_lifecycle/sweep.py'),
                                     'ml_lifecycle.sweep.SweepResult.table': ('sweep.html#sweepresult.table', 'ml_lifecycle/sweep.py'),
                                     'ml_lifecycle.sweep._final_outputs': ('sweep.html#_final_outputs', 'ml_lifecycle/sweep.py'),
+                                    'ml_lifecycle.sweep._loopback_cluster': ('sweep.html#_loopback_cluster', 'ml_lifecycle/sweep.py'),
                                     'ml_lifecycle.sweep._raw_value': ('sweep.html#_raw_value', 'ml_lifecycle/sweep.py'),
                                     'ml_lifecycle.sweep.affected_steps': ('sweep.html#affected_steps', 'ml_lifecycle/sweep.py'),
                                     'ml_lifecycle.sweep.apply_point': ('sweep.html#apply_point', 'ml_lifecycle/sweep.py'),

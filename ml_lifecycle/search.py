@@ -249,15 +249,9 @@ def _search_client(settings: Settings, workers: int) -> Iterator[Any]:
     """Dask for parallel trials: the scheduler in `[pipeline] dask_scheduler`, else a LocalCluster of worker
     *processes* (torch's random state and thread pool are per process; threads would share them), each
     trial single-threaded so the workers do not oversubscribe the cores."""
-    if settings.pipeline.dask_scheduler:
-        from ml_lifecycle.sweep import dask_client
-        with dask_client(settings.pipeline) as client:
-            yield client
-        return
-    from distributed import Client, LocalCluster
+    from ml_lifecycle.sweep import dask_client
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      host="127.0.0.1", env=env) as cluster, Client(cluster) as client:
+    with dask_client(settings.pipeline, processes=True, workers=workers, env=env) as client:
         yield client
 
 

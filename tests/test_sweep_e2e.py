@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import cli, copy_demo_project, free_port
+from conftest import BENTOML_HOME, CLI, cli, copy_demo_project, free_port
 from mlflow import MlflowClient
 
 from ml_lifecycle.pipeline import write_notebook
@@ -21,11 +21,37 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
+def run_watching_sockets(args: list[str], cwd: Path, timeout: float = 600) -> tuple[subprocess.CompletedProcess,
+                                                                                    set[str]]:
+    """Run `ml-lifecycle ARGS` and collect every TCP address it (or any child process) listens on meanwhile."""
+    import psutil
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_LIFECYCLE_")}
+    env.update(BENTOML_HOME=str(BENTOML_HOME), BENTOML_DO_NOT_TRACK="True")
+    proc = subprocess.Popen([str(CLI), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            parent = psutil.Process(proc.pid)
+            for p in (parent, *parent.children(recursive=True)):
+                seen |= {f"{c.laddr.ip}:{c.laddr.port}" for c in p.net_connections(kind="tcp")
+                         if c.status == psutil.CONN_LISTEN}
+        except psutil.Error:  # a process ended between listing and asking
+            pass
+        time.sleep(0.1)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), seen
+
+
 def test_demo_sweep_on_a_local_cluster(tmp_path):
     project = copy_demo_project(tmp_path / "demo")
-    r = cli("sweep", "--grid", "experiment.model.trainer=logistic_regression,random_forest", "--until", "evaluate",
-            cwd=project)
+    r, listening = run_watching_sockets(["sweep", "--grid", "experiment.model.trainer=logistic_regression,"
+                                         "random_forest", "--until", "evaluate"], project)
     assert r.returncode == 0, r.stdout + r.stderr
+    # the LocalCluster (and anything else the sweep starts) listens on loopback only, and there is no dashboard
+    assert listening and all(a.startswith("127.0.0.1:") for a in listening), listening
+    assert not any(a.endswith(":8787") for a in listening), listening
     assert "2 points on a LocalCluster of 2 workers, until evaluate" in r.stdout
     rows = json.loads(next((project / "runs" / "sweeps").glob("*/results.json")).read_text())
     assert [row["experiment.model.trainer"] for row in rows] == ["logistic_regression", "random_forest"]
