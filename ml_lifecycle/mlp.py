@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .training import register_trainer
@@ -79,7 +81,8 @@ class _TorchMLP(BaseEstimator):
 
     def __init__(self, hidden: tuple[int, ...] = (64, 32), dropout: float = 0.1, lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 128, max_epochs: int = 100, patience: int = 10,
-                 validation_fraction: float = 0.15, class_weight: str | None = None, random_state: int = 0):
+                 validation_fraction: float = 0.15, class_weight: str | dict | None = None,
+                 random_state: int = 0):
         self.hidden = hidden
         self.dropout = dropout
         self.lr = lr
@@ -125,13 +128,15 @@ class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
 
     def fit(self, X: Any, y: Any) -> TorchMLPClassifier:
         X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)  # a continuous target is an error, not thousands of classes
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"need at least 2 classes to train a classifier, got {list(self.classes_)}")
+            raise ValueError(f"need at least 2 classes to train a classifier; got {len(self.classes_)} class "
+                             f"in {len(y)} sample(s)")
         weight = None
-        if self.class_weight == "balanced":
-            counts = np.bincount(codes, minlength=len(self.classes_))
-            weight = torch.as_tensor(len(codes) / (len(self.classes_) * counts), dtype=torch.float32)
+        if self.class_weight is not None:  # "balanced" or {class: weight}, as scikit-learn's classifiers take it
+            weight = torch.as_tensor(compute_class_weight(self.class_weight, classes=self.classes_, y=y),
+                                     dtype=torch.float32)
         loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
         return self._fit(X, codes.astype(np.int64), len(self.classes_), loss_fn, codes)
 
@@ -139,6 +144,7 @@ class TorchMLPClassifier(ClassifierMixin, _TorchMLP):
         return torch.softmax(self._forward(X), dim=1).numpy().astype(np.float64)
 
     def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "net_")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
