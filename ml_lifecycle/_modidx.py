@@ -721,6 +721,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'ml_lifecycle/serving.py'),
                                       'ml_lifecycle.serving.Scorer.score': ('serving.html#scorer.score', 'ml_lifecycle/serving.py'),
                                       'ml_lifecycle.serving.ServiceArgs': ('serving.html#serviceargs', 'ml_lifecycle/serving.py'),
+                                      'ml_lifecycle.serving._finite': ('serving.html#_finite', 'ml_lifecycle/serving.py'),
                                       'ml_lifecycle.serving._load': ('serving.html#_load', 'ml_lifecycle/serving.py'),
                                       'ml_lifecycle.serving._plain': ('serving.html#_plain', 'ml_lifecycle/serving.py'),
                                       'ml_lifecycle.serving._stored_contract': ('serving.html#_stored_contract', 'ml_lifecycle/serving.py'),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import math
 import os
 import random
 import threading
@@ -123,7 +124,18 @@ def response_type(contract: Contract | None, one: bool = False) -> Any:
 
 # %% ../nbs/19_serving.ipynb #c011
 LOG_FIELDS = ("ts", "endpoint", "status", "model_version", "latency_ms", "inputs", "outputs", "violations", "route",
-              "shadow", "batched")
+              "shadow", "batched", "nonfinite")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None (in nested lists and dicts too)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 class PredictionLog:
@@ -149,8 +161,11 @@ class PredictionLog:
                  "model_version": model_version, "latency_ms": round(latency_ms, 3), "inputs": inputs,
                  "outputs": body.get("predictions", body.get("prediction")) if status == 200 else None,
                  "violations": body.get("violations") if status != 200 else None, "route": route, "shadow": shadow,
-                 "batched": batched}
-        line = json.dumps(entry, default=str, allow_nan=True) + "\n"
+                 "batched": batched, "nonfinite": False}
+        try:
+            line = json.dumps(entry, default=str, allow_nan=False) + "\n"
+        except ValueError:  # a NaN or Infinity somewhere: null in strict JSON, and flagged
+            line = json.dumps({**_finite(entry), "nonfinite": True}, default=str, allow_nan=False) + "\n"
         with self._lock:
             self._file.write(line)
 
