@@ -134,11 +134,18 @@ def _project_name(text: str) -> str:
 
 
 def init_project(dest: str | os.PathLike, data: str | os.PathLike | None = None, target: str | None = None,
-                 task: str | None = None, name: str | None = None) -> Path:
-    """Create a project folder: settings.ini, pipelines/, a drafted contract and the data in data/."""
+                 task: str | None = None, name: str | None = None, force: bool = False) -> Path:
+    """Create a project folder: settings.ini, pipelines/, a drafted contract and the data in data/; a folder
+    that already holds anything only with `force` (files of the same names are then replaced)."""
     dest = Path(dest)
-    if (dest / "settings.ini").exists():
-        raise LifecycleError(f"{dest} already holds a settings.ini; not overwriting it")
+    if (dest / "settings.ini").exists() and not force:
+        raise LifecycleError(f"{dest} already holds a settings.ini; not overwriting it (--force replaces it)")
+    held = sorted(p.name for p in dest.iterdir()) if dest.is_dir() else []
+    if held and not force:
+        shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+        raise LifecycleError(f"{dest} is not empty ({shown}); init writes settings.ini, experiment.yaml, "
+                             "bentofile.yaml, pipelines/, contracts/ and data/ there: use a new folder, or --force "
+                             "to replace files of those names")
     if data is not None and target is None:
         raise LifecycleError("--target is required with --data: name the column to predict")
     if data is None:
