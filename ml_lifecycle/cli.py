@@ -51,8 +51,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the pipeline over a grid of settings and step parameters, on Dask."""
+    keys = [item.partition("=")[0].strip() for item in args.grid]
+
     def progress(row: dict) -> None:
-        _say(f"  point {row['point']}: " + (row["status"] if row["status"] == "done" else f"FAILED: {row.get('error')}"))
+        values = ", ".join(f"{k}={row.get(k)}" for k in keys)
+        _say(f"  point {row['point']}: {values}  " + (row["status"] if row["status"] == "done"
+                                                     else f"FAILED: {row.get('error')}"))
 
     report = _project(args).sweep(args.grid, until=args.until, on_point=progress)
     _say(report)

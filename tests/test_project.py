@@ -113,6 +113,10 @@ def test_project_reads_runs_and_monitors_a_dataframe(demo_runs):
     assert "test metrics (" in second.stdout and "FAIL gate roc_auc >= 0.99: value 0." in second.stdout, second.stdout
     assert "threshold 0.99" in second.stdout
     assert len(p.runs()) >= 2 and "run folder: " in str(last)
+    assert p.card("champion").version == "1" and "demo_model" in str(p.card(1))
+    judged = p.evaluate("champion")  # as promote judges it: the split gate included
+    assert "roc_auc" in judged.metrics and any(r.metric == "data.same_split" and r.passed for r in judged.verdict.results)
+    assert set(p.compare("2", "1")) == {"v2", "v1"}
 
     shifted = ml.make_demo_data(400, seed=32, shift={"debt_ratio": 1.0}, new_categories={"employment": "gig_worker"})
     result = p.monitor(data=shifted.drop(columns=[p.contract.target]))
