@@ -363,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ml-lifecycle` command."""
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's INFO chatter, here and in the kernels
     try:
         return args.func(args)
     except LifecycleError as exc:
