@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .display import Displayable, status
+from .display import Displayable
 from .errors import SettingsError
 
 if TYPE_CHECKING:  # the heavy modules load when a method needs them: `ml.project()` stays cheap
@@ -22,13 +22,12 @@ if TYPE_CHECKING:  # the heavy modules load when a method needs them: `ml.projec
     from ml_lifecycle.contracts import Contract
     from ml_lifecycle.experiment import Experiment
     from ml_lifecycle.pipeline import Pipeline
-    from ml_lifecycle.runner import RunRecord, StepRecord
+    from ml_lifecycle.runs import RunReport, Runs
     from ml_lifecycle.settings import Settings
 
 # %% auto #0
-__all__ = ['PRODUCTS', 'find_project', 'preflight', 'RunReport', 'run_report', 'load_run', 'MonitorResult', 'monitor_frame',
-           'monitor_log', 'monitor_project', 'Runs', 'project_runs', 'ModelCard', 'model_card', 'Project', 'project',
-           'SweepReport', 'sweep_project']
+__all__ = ['find_project', 'MonitorResult', 'monitor_frame', 'monitor_log', 'monitor_project', 'ModelCard', 'model_card',
+           'Project', 'project', 'SweepReport', 'sweep_project']
 
 # %% ../nbs/25_project.ipynb #n005
 def find_project(path: str | os.PathLike = ".") -> Path:
@@ -39,128 +38,6 @@ def find_project(path: str | os.PathLike = ".") -> Path:
             return folder
     raise SettingsError("*", "*", str(start / "settings.ini"),
                         "settings file not found here or in any folder above it")
-
-# %% ../nbs/25_project.ipynb #n008
-def preflight(settings: Settings, contract: Contract, pipeline: Pipeline) -> None:
-    """Cheap checks before any kernel starts: the data file and its target column, the experiment's metrics."""
-    from ml_lifecycle.data import peek_table, require_columns
-    from ml_lifecycle.experiment import check_for_task, project_experiment
-    data_path = settings.path(settings.data.path)
-    require_columns(list(peek_table(data_path).columns), [contract.target], str(data_path))
-    if any("experiment" in s.declared for s in pipeline.steps):  # checked against the task, before any step
-        check_for_task(project_experiment(settings), contract.task, settings.path(settings.training.experiment))
-
-
-PRODUCTS = ("validation_report", "evaluation", "registration", "deployment")  # the products a summary reads
-
-
-def _product(record: RunRecord, key: str) -> tuple[StepRecord, dict[str, Any]] | tuple[None, None]:
-    """The step that handed on product `key` in this run, and the product's JSON (None, None if absent)."""
-    for rec in record.steps:
-        path = rec.products.get(key)
-        if path and Path(path).is_file():
-            try:
-                return rec, json.loads(Path(path).read_text())
-            except ValueError:
-                return None, None
-    return None, None
-
-
-@dataclass
-class RunReport(Displayable):
-    """A pipeline run: its record (steps, status, durations, notebooks) and what its products say."""
-    record: RunRecord
-    project: str = ""
-    evaluation: dict[str, Any] = field(default_factory=dict)
-    registration: dict[str, Any] | None = None
-    registered_now: bool = False
-    deployment: dict[str, Any] | None = None
-    deployed_now: bool = False
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def run_dir(self) -> str:
-        return self.record.run_dir
-
-    @property
-    def status(self) -> str:
-        return self.record.status
-
-    def to_frame(self) -> pd.DataFrame:
-        import pandas as pd
-        return pd.DataFrame(self._step_rows(), columns=["step", "status", "seconds", "notebook"])
-
-    def _step_rows(self) -> list[dict[str, Any]]:
-        return [{"step": r.name, "status": r.status, "seconds": r.seconds, "notebook": r.notebook}
-                for r in self.record.steps]
-
-    def metric_rows(self) -> list[dict[str, Any]]:
-        ev = self.evaluation
-        return [{"metric": k, "value": v, "low": ev.get("intervals", {}).get(k, [None, None])[0],
-                 "high": ev.get("intervals", {}).get(k, [None, None])[1]} for k, v in ev.get("metrics", {}).items()]
-
-    def failed_gates(self) -> list[dict[str, Any]]:
-        return [r for r in self.evaluation.get("verdict", {}).get("results", []) if not r.get("passed")]
-
-    def _title(self) -> str:
-        return f"run {Path(self.record.run_dir).name}" + (f" of {self.project}" if self.project else "")
-
-    def _facts(self) -> dict[str, Any]:
-        return {"status": self.record.status, "executed": self.record.count("done"),
-                "cached": self.record.count("cached"), "seconds": self.record.seconds,
-                "MLflow run": self.record.mlflow_run_id}
-
-    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
-        gates = [{"result": status(False), **r} for r in self.failed_gates()]
-        return [("steps", self._step_rows(), ["step", "status", "seconds", "notebook"]),
-                ("test metrics", self.metric_rows(), ["metric", "value", "low", "high"]),
-                ("failed gates", gates, ["result", "gate", "value", "threshold", "detail"]),
-                ("data-quality warnings", self.warnings, ["check", "column", "message"])]
-
-    def to_text(self) -> str:
-        rec = self.record
-        done, cached = rec.count("done"), rec.count("cached")
-        lines = [f"run folder: {rec.run_dir}  ({rec.seconds or 0:.1f}s; {done} executed, {cached} cached)"]
-        reg = self.registration
-        if reg is not None and self.registered_now:
-            verdict = "gates passed" if reg.get("champion") else "gates failed: champion unchanged"
-            lines.append(f"registered {reg.get('name')} version {reg.get('version')} as "
-                         f"{', '.join(reg.get('aliases', []))} ({verdict})")
-            if self.deployed_now and (self.deployment or {}).get("bento"):
-                lines.append(f"deployed Bento {self.deployment['bento']}; serve it with: ml-lifecycle serve")
-        elif done == 0:
-            lines.append("nothing changed since the last run: no step executed")
-        if rec.mlflow_run_id:
-            lines.append(f"MLflow run {rec.mlflow_run_id}; see it with: mlflow ui --backend-store-uri {rec.tracking_uri}")
-        if rows := self.metric_rows():
-            conf = self.evaluation.get("confidence", 0.95)
-            lines.append(f"test metrics ({self.evaluation.get('test_rows', '?')} rows, {conf:.0%} intervals):")
-            lines += [f"  {r['metric']:<18} {r['value']:.4f}" + (f"  [{r['low']:.4f}, {r['high']:.4f}]"
-                                                                  if r["low"] is not None else "") for r in rows]
-        for g in self.failed_gates():
-            lines.append(f"  FAIL gate {g['gate']}: value {g['value']:.4g}, threshold {g['threshold']:g}"
-                         + (f" ({g['detail']})" if g.get("detail") else ""))
-        for w in self.warnings:
-            lines.append(f"  warning {w.get('check')} on {w.get('column') or '(table)'}: {w.get('message')}")
-        return "\n".join(lines)
-
-
-def run_report(record: RunRecord, project: str = "") -> RunReport:
-    """The summary of a run, from its record and the products its steps handed on."""
-    _, evaluation = _product(record, "evaluation")
-    reg_step, registration = _product(record, "registration")
-    dep_step, deployment = _product(record, "deployment")
-    _, validation = _product(record, "validation_report")
-    warnings = [f for f in ((validation or {}).get("quality") or {}).get("findings", []) if f.get("severity") == "warning"]
-    return RunReport(record, project, evaluation or {}, registration, reg_step is not None and reg_step.status == "done",
-                     deployment, dep_step is not None and dep_step.status == "done", warnings)
-
-
-def load_run(run_dir: str | os.PathLike) -> RunRecord:
-    """A run's record, read back from its `run.json`."""
-    from ml_lifecycle.runner import RunRecord, StepRecord
-    data = json.loads((Path(run_dir) / "run.json").read_text())
-    return RunRecord(**{**data, "steps": [StepRecord(**s) for s in data.get("steps", [])]})
 
 # %% ../nbs/25_project.ipynb #n012
 @dataclass
@@ -275,36 +152,6 @@ def monitor_project(settings: Settings, since: str | None = None, labels: str | 
     return monitor_log(settings, since, labels, version, on_event)
 
 # %% ../nbs/25_project.ipynb #n014
-@dataclass
-class Runs(Displayable):
-    """The project's pipeline runs, oldest first."""
-    records: list[RunRecord]
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, i: int) -> RunRecord:
-        return self.records[i]
-
-    def _rows(self) -> list[dict[str, Any]]:
-        return [{"run": Path(r.run_dir).name, "status": r.status, "started": r.started, "seconds": r.seconds,
-                 "executed": r.count("done"), "cached": r.count("cached")} for r in self.records]
-
-    def to_frame(self) -> pd.DataFrame:
-        import pandas as pd
-        return pd.DataFrame(self._rows())
-
-    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
-        return [("", self._rows(), ["run", "status", "started", "seconds", "executed", "cached"])]
-
-
-def project_runs(settings: Settings) -> Runs:
-    """Every run folder with a `run.json` (sweep points and monitor runs included), oldest first."""
-    runs = settings.path(settings.project.runs_dir)
-    found = sorted(p.parent for p in runs.glob("*/run.json")) if runs.is_dir() else []
-    return Runs([load_run(p) for p in found])
-
-
 @dataclass(frozen=True)
 class ModelCard(Displayable):
     """A registered version's model card, as the card step wrote it."""
@@ -388,6 +235,7 @@ class Project:
             experiment: Mapping[str, Any] | None = None, on_event: Callable[[Any], None] | None = None) -> RunReport:
         """Run what changed (like `ml-lifecycle run`); `experiment` overrides dotted keys of experiment.yaml."""
         from ml_lifecycle.runner import run_pipeline
+        from ml_lifecycle.runs import preflight, run_report
         from ml_lifecycle.sweep import SweepPoint, apply_point
         settings, pipe = self.settings, self.pipeline
         if experiment:
@@ -402,12 +250,14 @@ class Project:
         return sweep_project(self.settings, self.contract, self.pipeline, grid, until, on_point)
 
     def runs(self) -> Runs:
+        """Every run of the project, oldest first."""
+        from ml_lifecycle.runs import project_runs
         return project_runs(self.settings)
 
     def last_run(self) -> RunReport | None:
-        """The summary of the newest pipeline run (None if there is none)."""
-        runs = [r for r in self.runs().records if "sweeps" not in Path(r.run_dir).parts]
-        return run_report(runs[-1], self.settings.project.name) if runs else None
+        """The summary of the newest run of the pipeline (None if it never ran)."""
+        from ml_lifecycle.runs import last_run
+        return last_run(self.settings, self.pipeline)
 
     # -- the registry
     def history(self) -> Any:
@@ -505,6 +355,7 @@ def sweep_project(settings: Settings, contract: Contract, pipeline: Pipeline,
     """Check the project as a run does, then run the sweep over `grid` ({key: values} or `KEY=V1,V2` items)."""
     import itertools
 
+    from ml_lifecycle.runs import preflight
     from ml_lifecycle.sweep import parse_grid, run_sweep
     grid = dict(grid) if isinstance(grid, Mapping) else parse_grid(list(grid))
     preflight(settings, contract, pipeline)
