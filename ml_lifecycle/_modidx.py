@@ -508,6 +508,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'ml_lifecycle/project.py'),
                                       'ml_lifecycle.project._judged_version': ('project.html#_judged_version', 'ml_lifecycle/project.py'),
                                       'ml_lifecycle.project.find_project': ('project.html#find_project', 'ml_lifecycle/project.py'),
+                                      'ml_lifecycle.project.frame_predictions': ( 'project.html#frame_predictions',
+                                                                                  'ml_lifecycle/project.py'),
                                       'ml_lifecycle.project.model_card': ('project.html#model_card', 'ml_lifecycle/project.py'),
                                       'ml_lifecycle.project.monitor_frame': ('project.html#monitor_frame', 'ml_lifecycle/project.py'),
                                       'ml_lifecycle.project.monitor_log': ('project.html#monitor_log', 'ml_lifecycle/project.py'),

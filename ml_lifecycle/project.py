@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # the heavy modules load when a method needs them: `ml.projec
     from ml_lifecycle.settings import Settings
 
 # %% auto #0
-__all__ = ['find_project', 'MonitorResult', 'monitor_frame', 'monitor_log', 'monitor_project', 'ModelCard', 'model_card',
-           'Project', 'project', 'SweepReport', 'sweep_project']
+__all__ = ['find_project', 'MonitorResult', 'frame_predictions', 'monitor_frame', 'monitor_log', 'monitor_project', 'ModelCard',
+           'model_card', 'Project', 'project', 'SweepReport', 'sweep_project']
 
 # %% ../nbs/25_project.ipynb #n005
 def find_project(path: str | os.PathLike = ".") -> Path:
@@ -97,8 +97,24 @@ def _judged_version(settings: Settings, version: str | None) -> str:
     return deployed.model_version if deployed else resolve_version(settings, alias=settings.registry.champion_alias)
 
 
+def frame_predictions(settings: Settings, version: str, data: pd.DataFrame) -> list[Any] | None:
+    """What the served model `version` would answer for `data`'s rows (None if it cannot score them)."""
+    from mlflow.exceptions import MlflowException
+
+    from ml_lifecycle.errors import LifecycleError
+    from ml_lifecycle.registry import version_contract
+    from ml_lifecycle.serving import predict_records
+    from ml_lifecycle.tracking import load_model
+    try:
+        model = load_model(f"models:/{settings.registry.model_name}/{version}")
+        return predict_records(model, version_contract(settings, version), data.to_dict("records"))
+    except (LifecycleError, MlflowException, KeyError, ValueError, TypeError):
+        return None
+
+
 def monitor_frame(settings: Settings, data: pd.DataFrame, version: str | None = None) -> MonitorResult:
-    """Judge a DataFrame's features against the reference profile of `version` (default: the deployed one)."""
+    """Judge a DataFrame's features, and the predictions `version` (default: the deployed one) makes for it,
+    against that version's reference profile."""
     import pandas as pd
 
     from ml_lifecycle.errors import RegistryError
@@ -117,7 +133,7 @@ def monitor_frame(settings: Settings, data: pd.DataFrame, version: str | None = 
         has_previous = True
     except RegistryError:
         has_previous = False
-    drift = drift_table(profile, data, None, ms)
+    drift = drift_table(profile, data, frame_predictions(settings, version, data), ms)
     rec, evidence = recommend(drift, pd.DataFrame(), has_previous)
     return MonitorResult(MonitorReport(version, len(data), 0, ("", ""), drift, empty, recommendation=rec,
                                        evidence=evidence).to_dict())

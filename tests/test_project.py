@@ -121,7 +121,7 @@ def test_project_reads_runs_and_monitors_a_dataframe(demo_runs):
     shifted = ml.make_demo_data(400, seed=32, shift={"debt_ratio": 1.0}, new_categories={"employment": "gig_worker"})
     result = p.monitor(data=shifted.drop(columns=[p.contract.target]))
     alerted = {r["feature"] for r in result.report["drift"] if r["alert"]}
-    assert result.alerted and {"debt_ratio", "employment"} <= alerted, str(result)
+    assert result.alerted and {"debt_ratio", "employment", "(prediction)"} <= alerted, str(result)
     assert result.recommendation == "retrain"
     stable = ml.make_demo_data(1000, seed=31)
     calm = p.monitor(data=stable.drop(columns=[p.contract.target]))
