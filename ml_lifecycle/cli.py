@@ -165,12 +165,6 @@ def cmd_contract_diff(args: argparse.Namespace) -> int:
     return 0
 
 # %% ../nbs/99_cli.ipynb #n011
-def _verdict_lines(verdict: dict | None) -> None:
-    for r in (verdict or {}).get("results", []):
-        _say(f"  {'pass' if r['passed'] else 'FAIL'}  {r['gate']:<52} value {r['value']:<10.4g} threshold "
-             f"{r['threshold']:g}" + (f"  ({r['detail']})" if r.get("detail") else ""))
-
-
 def cmd_promote(args: argparse.Namespace) -> int:
     """Judge a registered version by the gates, make it champion and deploy its Bento."""
     from ml_lifecycle.errors import GateFailed
@@ -178,7 +172,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
         _say(_project(args).promote(args.version, force=args.force, reason=args.reason,
                                     deploy=not args.no_deploy))
     except GateFailed as exc:
-        _verdict_lines(exc.verdict)  # every gate, before the one-line error
+        from ml_lifecycle.promotion import verdict_text
+        _say(verdict_text(exc.verdict))  # every gate, before the one-line error
         raise
     return 0
 

@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from . import evals, registry
 from .contracts import Contract, fingerprint, validate
 from .data import read_table
-from .display import Displayable, status
+from .display import Displayable, status, text_table
 from .errors import ExperimentError, GateFailed, LifecycleError, ModelNotFound, RegistryError, SettingsError
 from .evals import GateResult, Predictions, Verdict, check_gates, compute_metrics, contract_gate, predict
 from .experiment import Experiment, project_experiment
@@ -31,9 +31,10 @@ if TYPE_CHECKING:  # packaging imports BentoML: loaded only when a promotion dep
     from ml_lifecycle.packaging import Deployment
 
 # %% auto #0
-__all__ = ['Evaluation', 'champion_predictions', 'select_metrics', 'evaluation_slices', 'evaluate_model', 'project_split',
-           'split_gate', 'version_of', 'judge_version', 'compare_versions', 'Promotion', 'gate_rows',
-           'redeploy_if_stale', 'promote', 'previous_champion', 'rollback', 'ChampionHistory', 'champion_history']
+__all__ = ['GATE_COLUMNS', 'Evaluation', 'champion_predictions', 'select_metrics', 'evaluation_slices', 'evaluate_model',
+           'project_split', 'split_gate', 'version_of', 'judge_version', 'compare_versions', 'Promotion', 'gate_rows',
+           'verdict_text', 'redeploy_if_stale', 'promote', 'previous_champion', 'rollback', 'ChampionHistory',
+           'champion_history']
 
 # %% ../nbs/21_promotion.ipynb #n005
 @dataclass(frozen=True)
@@ -209,13 +210,23 @@ class Promotion(Displayable):
         return facts
 
     def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
-        return [("gates", gate_rows(self.verdict), ["result", "gate", "value", "threshold", "detail"])]
+        return [("gates", gate_rows(self.verdict), GATE_COLUMNS)]
+
+
+GATE_COLUMNS = ["result", "gate", "value", "threshold", "detail"]
 
 
 def gate_rows(verdict: Verdict | None) -> list[dict[str, Any]]:
     """Each judged gate as a row: pass/fail, name, value, threshold and detail."""
     return [{"result": status(r.passed), "gate": r.gate, "value": r.value, "threshold": r.threshold,
              "detail": r.detail} for r in (verdict.results if verdict else ())]
+
+
+def verdict_text(verdict: Verdict | dict[str, Any] | None) -> str:
+    """Every gate of a verdict (or of its `to_dict()`, as `GateFailed.verdict` holds it) as a text table."""
+    if isinstance(verdict, dict):
+        verdict = Verdict.from_dict(verdict)
+    return text_table(gate_rows(verdict), GATE_COLUMNS) if verdict and verdict.results else ""
 
 
 def _build(settings: Settings, version: str) -> str:
