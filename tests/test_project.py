@@ -127,3 +127,16 @@ def test_project_reads_runs_and_monitors_a_dataframe(demo_runs):
     calm = p.monitor(data=stable.drop(columns=[p.contract.target]))
     assert not calm.alerted and calm.recommendation == "none", str(calm)
     assert p.validate(stable).ok and not p.validate(shifted).ok  # gig_worker is not an allowed employment
+
+
+def test_run_with_experiment_overrides(demo_project):
+    """`run(experiment={...})` overrides dotted keys of experiment.yaml for this run only, checked before any step."""
+    import pandas as pd
+    p = ml.project(demo_project, env={})
+    with pytest.raises(ml.LifecycleError, match="split.strategy = 'shuffled'"):
+        p.run(until="validate", experiment={"split.strategy": "shuffled"})
+    assert not (demo_project / "runs").exists()  # refused before anything ran
+    report = p.run(until="validate", experiment={"split.test_size": 0.3})
+    test_rows = len(pd.read_parquet(report.record.step("validate").products["test_data"]))
+    assert report.status == "done" and test_rows == 1800  # 30% of 6,000 rows instead of experiment.yaml's 25%
+    assert "split" in (demo_project / "experiment.yaml").read_text() and "0.25" in (demo_project / "experiment.yaml").read_text()
