@@ -335,15 +335,16 @@ class Server:
 
     def stop(self, timeout: float = 30) -> None:
         """Stop the server (its whole process group, by process id)."""
-        if self.proc.poll() is None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # SIGKILL only if it ignores SIGTERM for `timeout` s
+            if self.proc.poll() is not None:
+                return
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.killpg(self.proc.pid, sig)
                 self.proc.wait(timeout=timeout)
             except ProcessLookupError:
-                pass
+                return
+            except subprocess.TimeoutExpired:
+                continue
 
     def __enter__(self) -> Server:
         return self
