@@ -28,9 +28,14 @@ _EXPORTS = {
     "runner": ["run_pipeline"],
     "scaffold": ["init_project"],
 }
+# `project` is both a module and the function users call (`ml.project()`). Importing the (light) module here,
+# before anything else can, keeps the name bound to the function: Python sets a submodule as an attribute of
+# its package only when it first loads it.
+from ml_lifecycle.project import Project, project  # noqa: E402
+
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 _MODULES = ("display", "errors", "settings", "files", "data", "contracts", "schemas", "experiment", "quality", "features", "training", "mlp", "evals",
-            "tracking", "registry", "promotion", "search", "reports", "monitoring", "pipeline", "kernels", "runner", "sweep", "scaffold", "serving", "packaging", "cli")
+            "tracking", "registry", "promotion", "search", "reports", "monitoring", "pipeline", "kernels", "runner", "runs", "sweep", "scaffold", "serving", "packaging", "cli")
 
 __all__ = [
     "Contract",
@@ -49,6 +54,7 @@ __all__ = [
     "ModelNotFound",
     "PipelineError",
     "PipelineSpecError",
+    "Project",
     "RegistryError",
     "Settings",
     "SettingsError",
@@ -78,6 +84,7 @@ __all__ = [
     "model_params",
     "model_signature",
     "predict",
+    "project",
     "project_experiment",
     "promote",
     "read_table",

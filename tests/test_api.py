@@ -23,11 +23,20 @@ PUBLIC = [
     "resolve_version", "history", "evaluate_model", "promote", "rollback",
     # issue 5: the experiment config, curves of epoch-based trainers
     "ExperimentError", "Experiment", "load_experiment", "project_experiment", "training_curves",
+    # issue 13: one lifecycle API for notebooks and the CLI
+    "Project", "project",
 ]
 
 
 def test_public_names_are_pinned():
     assert ml_lifecycle.__all__ == sorted(PUBLIC)
+
+
+def test_project_is_the_function_even_after_its_module_is_imported():
+    code = ("import ml_lifecycle as ml, ml_lifecycle.project, ml_lifecycle.cli; "
+            "print(callable(ml.project), ml.project.__module__, ml.Project.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "ml_lifecycle.project", "Project"]
 
 
 def test_every_public_name_resolves_to_its_module():
