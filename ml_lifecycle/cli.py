@@ -69,7 +69,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     """Scaffold a new project folder."""
     from ml_lifecycle.scaffold import init_project
-    dest = init_project(args.dir, data=args.data, target=args.target, task=args.task, name=args.name)
+    dest = init_project(args.dir, data=args.data, target=args.target, task=args.task, name=args.name,
+                        force=args.force)
     _say(f"created project in {dest}: settings.ini, pipelines/, contracts/, data/")
     _say(f"next: review the drafted contract in {dest}/contracts/, then: cd {dest} && ml-lifecycle run")
     return 0
@@ -246,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--task", choices=["binary", "multiclass", "regression"],
                       help="override the task inferred from the target column")
     init.add_argument("--name", help="project name (default: the data file's name)")
+    init.add_argument("--force", action="store_true",
+                      help="write into a folder that already holds files (files of the same names are replaced)")
     init.set_defaults(func=cmd_init)
 
     contract = sub.add_parser("contract", help="draft, check and diff data contracts",

@@ -67,8 +67,15 @@ def test_missing_project(tmp_path):
     one_line_error(cli("run", "--project", tmp_path / "nowhere"), "settings file not found")
 
 
-def test_init_refuses_to_overwrite(demo_project):
+def test_init_refuses_to_overwrite(demo_project, tmp_path):
     one_line_error(cli("init", demo_project), "already holds a settings.ini")
+    mine = tmp_path / "mine"  # a folder holding the user's own files: init writes nothing there
+    (mine / "data").mkdir(parents=True)
+    (mine / "data" / "demo.csv").write_text("my,own\n1,2\n")
+    one_line_error(cli("init", mine), "is not empty (data); init writes settings.ini")
+    assert (mine / "data" / "demo.csv").read_text() == "my,own\n1,2\n" and not (mine / "settings.ini").exists()
+    r = cli("init", mine, "--force")
+    assert r.returncode == 0 and (mine / "settings.ini").exists(), r.stdout + r.stderr
 
 
 def test_init_with_unknown_target(tmp_path):
