@@ -26,15 +26,11 @@ def _say(*parts: object) -> None:
 
 
 def _progress(rec) -> None:
-    """Print one line per step event."""
-    if rec.status == "running":
-        _say(f"  {rec.name:<10} running ...")
-    elif rec.status == "cached":
-        _say(f"  {rec.name:<10} cached   inputs unchanged since run {Path(rec.source_run or '?').name}")
-    elif rec.status == "done":
-        _say(f"  {rec.name:<10} done     {rec.seconds:6.1f}s")
-    elif rec.status == "failed":
-        _say(f"  {rec.name:<10} FAILED   {rec.seconds or 0:6.1f}s  notebook kept: {rec.notebook}")
+    """Print one line per step event (the lines a notebook's progress table shows as rows)."""
+    from ml_lifecycle.runs import step_line
+    line = step_line(rec)
+    if line:
+        _say(line)
 
 
 def _project(args: argparse.Namespace):

@@ -5,8 +5,8 @@
 # %% ../nbs/11_evals.ipynb #c003
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -382,6 +382,11 @@ class Comparison(Displayable):
     slices: tuple[Mapping[str, Any], ...] = ()
     confidence: float = 0.95
     test_rows: tuple[int | None, int | None] = (None, None)
+    # (caption, function drawing a matplotlib figure), e.g. both models' curves overlaid (`reports`); HTML view only
+    figures: tuple[tuple[str, Callable[[], Any]], ...] = field(default=(), compare=False, repr=False)
+
+    def _figures(self) -> tuple[tuple[str, Callable[[], Any]], ...]:
+        return self.figures
 
     def to_frame(self) -> pd.DataFrame:
         """One row per metric: both values with their intervals, the change (first minus second), the better one."""

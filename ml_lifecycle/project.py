@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the heavy modules load when a method needs them: `ml.projec
 
 # %% auto #0
 __all__ = ['find_project', 'MonitorResult', 'frame_predictions', 'monitor_frame', 'monitor_log', 'monitor_project', 'ModelCard',
-           'model_card', 'Project', 'project', 'SweepReport', 'sweep_project']
+           'model_card', 'compare_project', 'Project', 'project', 'SweepReport', 'sweep_project']
 
 # %% ../nbs/25_project.ipynb #n005
 def find_project(path: str | os.PathLike = ".") -> Path:
@@ -206,6 +206,20 @@ def model_card(settings: Settings, version: str) -> ModelCard:
         page = ""
     return ModelCard(version, md, page)
 
+# %% ../nbs/25_project.ipynb #x015
+def compare_project(settings: Settings, task: str, a: str = "challenger", b: str = "champion") -> Any:
+    """A `Comparison` of two registered versions (numbers or aliases) on the same test rows."""
+    from ml_lifecycle.evals import compare_evaluations, paired_change
+    from ml_lifecycle.promotion import judge_version, version_of
+    from ml_lifecycle.reports import comparison_figures
+    va, vb = version_of(settings, a), version_of(settings, b)
+    ea, eb = judge_version(settings, va), judge_version(settings, vb)
+    g, names = settings.gates, (f"v{va}", f"v{vb}")
+    paired = {m: paired_change(task, m, ea.predictions, eb.predictions, g.bootstrap, g.confidence, g.seed)
+              for m in ea.metrics if m in eb.metrics and ea.predictions is not None and eb.predictions is not None}
+    figures = comparison_figures(task, dict(zip(names, (ea.predictions, eb.predictions), strict=True)))
+    return replace(compare_evaluations(ea, eb, names, paired), figures=figures)
+
 # %% ../nbs/25_project.ipynb #n016
 class Project:
     """A project folder: its settings, contract, experiment and pipeline, resolved once; one method per command."""
@@ -257,6 +271,9 @@ class Project:
         if experiment:
             settings, pipe = apply_point(settings, pipe, SweepPoint(0, {f"experiment.{k}": v for k, v in experiment.items()}))
         preflight(settings, self.contract, pipe)
+        if on_event is None:  # a live step table in a notebook, a line per step elsewhere
+            from ml_lifecycle.runs import StepProgress
+            on_event = StepProgress()
         record = run_pipeline(settings, pipe, force=force, from_step=from_, only=only, until=until, on_event=on_event)
         return run_report(record, settings.project.name)
 
@@ -285,10 +302,9 @@ class Project:
         from ml_lifecycle.promotion import judge_version
         return judge_version(self.settings, version)
 
-    def compare(self, a: str = "challenger", b: str = "champion") -> dict[str, Any]:
-        """The evaluations of two versions (numbers or aliases) on the same test split."""
-        from ml_lifecycle.promotion import compare_versions
-        return compare_versions(self.settings, a, b)
+    def compare(self, a: str = "challenger", b: str = "champion") -> Any:
+        """Two versions (numbers or aliases) side by side on the same test rows, with the paired changes."""
+        return compare_project(self.settings, self.contract.task, a, b)
 
     def promote(self, version: str, force: bool = False, reason: str | None = None, deploy: bool = True) -> Any:
         """Judge `version` by the gates, make it champion and deploy its Bento (like `ml-lifecycle promote`)."""

@@ -32,13 +32,12 @@ if TYPE_CHECKING:  # packaging imports BentoML: loaded only when a promotion dep
 
 # %% auto #0
 __all__ = ['GATE_COLUMNS', 'Evaluation', 'champion_predictions', 'select_metrics', 'evaluation_slices', 'evaluate_model',
-           'project_split', 'split_gate', 'version_of', 'judge_version', 'compare_versions', 'Promotion', 'gate_rows',
-           'verdict_text', 'redeploy_if_stale', 'promote', 'previous_champion', 'rollback', 'ChampionHistory',
-           'champion_history']
+           'project_split', 'split_gate', 'version_of', 'judge_version', 'Promotion', 'gate_rows', 'verdict_text',
+           'redeploy_if_stale', 'promote', 'previous_champion', 'rollback', 'ChampionHistory', 'champion_history']
 
 # %% ../nbs/21_promotion.ipynb #n005
 @dataclass(frozen=True)
-class Evaluation:
+class Evaluation(Displayable):
     """Metrics on the held-out rows with their bootstrap intervals, metrics per slice, and every gate's verdict."""
     metrics: dict[str, float]
     verdict: Verdict
@@ -58,6 +57,28 @@ class Evaluation:
         return {"metrics": self.metrics, "verdict": self.verdict.to_dict(), "test_rows": self.test_rows,
                 "confidence": self.confidence, "intervals": {k: list(v) for k, v in self.intervals.items()},
                 "slices": json.loads(self.slices.to_json(orient="records")), "operational": self.operational}
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.table()
+
+    def _title(self) -> str:
+        return f"Evaluation: gates {'passed' if self.verdict.passed else 'FAILED'}"
+
+    def _facts(self) -> dict[str, Any]:
+        return {"test rows": self.test_rows, "intervals": f"{self.confidence:.0%} bootstrap",
+                **{k.replace("_", " "): v for k, v in self.operational.items()}}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        def span(k: str) -> str:
+            lo, hi = self.intervals.get(k, (None, None))
+            return "—" if lo is None else f"[{lo:.4g}, {hi:.4g}]"
+        metrics = [{"metric": k, "value": v, "interval": span(k)} for k, v in self.metrics.items()]
+        gates = [{"gate": r.gate, "value": r.value, "threshold": r.threshold, "result": status(r.passed),
+                  "detail": r.detail} for r in self.verdict.results]
+        slices = self.slices.to_dict("records") if len(self.slices) else []
+        return [("metrics", metrics, ["metric", "value", "interval"]),
+                ("gates", gates, ["gate", "value", "threshold", "result", "detail"]),
+                ("slices", slices, list(self.slices.columns))]
 
 
 def champion_predictions(settings: Settings, champion: tuple[str, Contract] | None, test: pd.DataFrame,
@@ -170,11 +191,6 @@ def judge_version(settings: Settings, version: str) -> Evaluation:
     evaluation = evaluate_model(settings, contract, model, test, experiment)
     trained_on = registry.version_tags(settings, version).get("train.fingerprint")
     return replace(evaluation, verdict=evaluation.verdict.with_result(split_gate(trained_on, train)))
-
-
-def compare_versions(settings: Settings, a: str = "challenger", b: str = "champion") -> dict[str, Evaluation]:
-    """The evaluations of two versions (numbers or aliases) on the same test split, keyed `v<version>`."""
-    return {f"v{version_of(settings, x)}": judge_version(settings, x) for x in (a, b)}
 
 # %% ../nbs/21_promotion.ipynb #n009
 @dataclass(frozen=True)

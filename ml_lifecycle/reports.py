@@ -24,8 +24,8 @@ def _plt():
 
 # %% auto #0
 __all__ = ['confusion_figure', 'roc_pr_figure', 'calibration_figure', 'residuals_figure', 'learning_curve_figure',
-           'evaluation_figures', 'save_figures', 'drift_figure', 'timeline_figure', 'evidence_limitations',
-           'model_card', 'markdown_html', 'write_card']
+           'evaluation_figures', 'save_figures', 'overlay_figure', 'comparison_figures', 'drift_figure',
+           'timeline_figure', 'evidence_limitations', 'model_card', 'markdown_html', 'write_card']
 
 # %% ../nbs/23_reports.ipynb #c005
 def confusion_figure(p: Predictions) -> Any:
@@ -158,6 +158,62 @@ def save_figures(figs: Mapping[str, Any], folder: str | os.PathLike, close: bool
         if close:
             plt.close(fig)
     return paths
+
+# %% ../nbs/23_reports.ipynb #x008
+def _pooled(p: Predictions) -> tuple[np.ndarray, np.ndarray]:
+    """(is-class, score) of the positive class (binary) or of every class pooled one-vs-rest (multiclass)."""
+    parts = _one_vs_rest(p)
+    return np.concatenate([hit for _, hit, _ in parts]), np.concatenate([score for _, _, score in parts])
+
+
+def overlay_figure(task: str, preds: Mapping[str, Predictions]) -> Any:
+    """Each model's ROC, precision-recall and calibration curves (residuals for regression) on shared axes."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+    plt = _plt()
+    if task == "regression":
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+        for name, p in preds.items():
+            res = p.y_true - p.y_pred
+            a.scatter(p.y_pred, res, s=6, alpha=0.35, label=f"{name} (RMSE {np.sqrt(np.mean(res ** 2)):.4g})")
+            b.hist(res, bins=40, alpha=0.5, label=name)
+        a.axhline(0, color="grey", ls="--", lw=1)
+        a.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals (same test rows)")
+        b.set(xlabel="actual - predicted", ylabel="rows", title="Residual distribution")
+        a.legend(fontsize=8), b.legend(fontsize=8)
+        fig.tight_layout()
+        return fig
+    fig, (roc, pr, cal) = plt.subplots(1, 3, figsize=(14, 4.2))
+    for name, p in preds.items():
+        hit, score = _pooled(p)
+        if not 0 < hit.sum() < len(hit):
+            continue
+        fpr, tpr, _ = roc_curve(hit, score)
+        prec, rec, _ = precision_recall_curve(hit, score)
+        roc.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        pr.plot(rec, prec, label=name)
+        frac, mean = calibration_curve(hit, score, n_bins=10, strategy="quantile")
+        cal.plot(mean, frac, marker="o", label=name)
+    what = "positive class" if task == "binary" else "classes pooled one-vs-rest"
+    roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    cal.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC ({what})")
+    pr.set(xlabel="recall", ylabel="precision", title="Precision-recall", ylim=(0, 1.02))
+    cal.set(xlabel="mean predicted probability", ylabel="observed frequency", title="Calibration", xlim=(0, 1),
+            ylim=(0, 1))
+    for ax in (roc, pr, cal):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_figures(task: str, preds: Mapping[str, Predictions | None]) -> tuple[tuple[str, Any], ...]:
+    """(caption, draw function) of the overlaid curves of the models that have predictions."""
+    have = {name: p for name, p in preds.items() if p is not None}
+    if len(have) < 2:
+        return ()
+    caption = "residuals, same test rows" if task == "regression" else "ROC, precision-recall and calibration"
+    return ((f"{' vs '.join(have)}: {caption}", lambda: overlay_figure(task, have)),)
 
 # %% ../nbs/23_reports.ipynb #c010
 def drift_figure(drift: pd.DataFrame) -> Any:

@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pandas and the runner load when a function needs them
     from ml_lifecycle.settings import Settings
 
 # %% auto #0
-__all__ = ['PRODUCTS', 'preflight', 'RunReport', 'run_report', 'load_run', 'Runs', 'project_runs', 'last_run']
+__all__ = ['PRODUCTS', 'preflight', 'RunReport', 'run_report', 'load_run', 'Runs', 'project_runs', 'last_run', 'step_line',
+           'in_notebook', 'StepProgress']
 
 # %% ../nbs/17_runs.ipynb #x004
 def preflight(settings: Settings, contract: Contract, pipeline: Pipeline) -> None:
@@ -184,3 +185,52 @@ def last_run(settings: Settings, pipeline: Pipeline) -> RunReport | None:
     names = {s.name for s in pipeline.steps}
     runs = [r for r in project_runs(settings).records if r.steps and {s.name for s in r.steps} <= names]
     return run_report(runs[-1], settings.project.name) if runs else None
+
+# %% ../nbs/17_runs.ipynb #x011
+def step_line(rec: StepRecord) -> str | None:
+    """The terminal's line for one step event (None for events it does not show)."""
+    if rec.status == "running":
+        return f"  {rec.name:<10} running ..."
+    if rec.status == "cached":
+        return f"  {rec.name:<10} cached   inputs unchanged since run {Path(rec.source_run or '?').name}"
+    if rec.status == "done":
+        return f"  {rec.name:<10} done     {rec.seconds:6.1f}s"
+    if rec.status == "failed":
+        return f"  {rec.name:<10} FAILED   {rec.seconds or 0:6.1f}s  notebook kept: {rec.notebook}"
+    return None
+
+
+def in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel (JupyterLab, VS Code, papermill), where widgets can show."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+class StepProgress:
+    """Live progress of a run: a step table widget in a notebook, one printed line per event elsewhere."""
+
+    def __init__(self, widget: bool | None = None):
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.widget = None
+        if in_notebook() if widget is None else widget:
+            import ipywidgets
+            from IPython.display import display
+            self.widget = ipywidgets.HTML(value="<i>starting the run ...</i>")
+            display(self.widget)
+
+    def __call__(self, rec: StepRecord) -> None:
+        if self.widget is None:
+            line = step_line(rec)
+            if line:
+                print(line, flush=True)
+            return
+        how = {"cached": f"cached (run {Path(rec.source_run or '?').name})", "running": "running ...",
+               "done": "ran", "failed": "FAILED"}.get(rec.status, rec.status)
+        self.steps[rec.name] = {"step": rec.name, "status": how, "seconds": rec.seconds,
+                                "notebook": rec.notebook if rec.status in ("done", "failed") else None}
+        from ml_lifecycle.display import html_table
+        self.widget.value = html_table(list(self.steps.values()), ["step", "status", "seconds", "notebook"])

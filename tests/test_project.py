@@ -116,7 +116,13 @@ def test_project_reads_runs_and_monitors_a_dataframe(demo_runs):
     assert p.card("champion").version == "1" and "demo_model" in str(p.card(1))
     judged = p.evaluate("champion")  # as promote judges it: the split gate included
     assert "roc_auc" in judged.metrics and any(r.metric == "data.same_split" and r.passed for r in judged.verdict.results)
-    assert set(p.compare("2", "1")) == {"v2", "v1"}
+    cmp = p.compare("2", "1")  # the same test rows: both intervals, the paired change, both curves on one plot
+    rows = {r["metric"]: r for r in cmp.metrics}
+    assert (cmp.a, cmp.b) == ("v2", "v1") and rows["roc_auc"]["paired_low"] <= rows["roc_auc"]["paired"]
+    assert rows["roc_auc"]["paired"] <= rows["roc_auc"]["paired_high"]
+    page = cmp._repr_html_()
+    assert "paired change" in page and "roc_auc" in page and "data:image/png;base64," in page
+    assert "Comparison: v2 vs v1" in str(cmp) and len(cmp.slice_frame())
 
     shifted = ml.make_demo_data(400, seed=32, shift={"debt_ratio": 1.0}, new_categories={"employment": "gig_worker"})
     result = p.monitor(data=shifted.drop(columns=[p.contract.target]))
