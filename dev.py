@@ -151,13 +151,15 @@ def test() -> int:
                      "edit nbs/*.ipynb, run nbdev-export and commit both"):
         return 1
     say("notebooks must be committed clean (nbdev-clean)")
-    before = snapshot("nbs", "pipelines")
+    before = snapshot("nbs", "pipelines", "examples")
     sh(BIN / "nbdev-clean")
     sh(BIN / "nbdev-clean", "--fname", "pipelines")
-    if not unchanged(before, snapshot("nbs", "pipelines"), "nbdev-clean", "run nbdev-clean and commit the result"):
+    sh(BIN / "nbdev-clean", "--fname", "examples")
+    if not unchanged(before, snapshot("nbs", "pipelines", "examples"), "nbdev-clean",
+                     "run nbdev-clean and commit the result"):
         return 1
     say("ruff on the package, notebooks, tests and benchmarks")
-    if sh(BIN / "ruff", "check", "ml_lifecycle", "nbs", "pipelines", "tests", "benchmarks", "dev.py",
+    if sh(BIN / "ruff", "check", "ml_lifecycle", "nbs", "pipelines", "examples", "tests", "benchmarks", "dev.py",
           check=False).returncode:
         return 1
     say("nbdev-test on nbs/")

@@ -67,13 +67,16 @@ def zygote_main(preload: Sequence[str]) -> None:
     import ipykernel.kernelapp  # noqa: F401 - imported once here, not in every kernel
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernels are reaped automatically
     out = sys.stdout
-    for line in sys.stdin:
-        req = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _kernel_child(req)
-        out.write(json.dumps({"pid": pid}) + "\n")
-        out.flush()
+    try:
+        for line in sys.stdin:
+            req = json.loads(line)
+            pid = os.fork()
+            if pid == 0:
+                _kernel_child(req)
+            out.write(json.dumps({"pid": pid}) + "\n")
+            out.flush()
+    except KeyboardInterrupt:  # the process group was interrupted (a notebook's kernel shutting down): just end
+        return
 
 
 def _kernel_child(req: dict) -> None:

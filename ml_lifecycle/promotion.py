@@ -7,6 +7,7 @@ champion with every move recorded."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -328,6 +329,15 @@ class ChampionHistory(Displayable):
     drift: str = ""
     deployment: Deployment | None = None
     tracking_uri: str = ""
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __getitem__(self, i: int) -> Event:
+        return self.events[i]
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([e.to_dict() for e in self.events], columns=list(Event.__dataclass_fields__))
