@@ -33,8 +33,8 @@ from .schemas import parse_records, request_model
 # %% auto #0
 __all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'LOG_FIELDS', 'ARGS', 'LOG_ENV', 'MODES', 'Records', 'OneRecord', 'Answer', 'OneAnswer',
            'predict_records', 'rejection', 'check_request', 'respond', 'records_type', 'record_type',
-           'prediction_schema', 'response_type', 'PredictionLog', 'read_prediction_log', 'BodyLimit', 'Scorer',
-           'ServiceArgs', 'ModelService']
+           'prediction_schema', 'response_type', 'PredictionLog', 'rotated_logs', 'read_prediction_log', 'BodyLimit',
+           'Scorer', 'ServiceArgs', 'ModelService']
 
 # %% ../nbs/19_serving.ipynb #c005
 MODEL_FILE, CONTRACT_FILE = "model.pkl", "contract.yaml"
@@ -139,10 +139,12 @@ def _finite(value: Any) -> Any:
 
 
 class PredictionLog:
-    """Append-only JSONL log of served requests, one object with the `LOG_FIELDS` per line."""
+    """Append-only JSONL log of served requests, one object with the `LOG_FIELDS` per line; past `max_bytes` the
+    file is rotated to `<name>.<UTC time>` and the oldest rotated files beyond `keep` are deleted."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, max_bytes: int = 64 << 20, keep: int = 20):
         self.path = Path(path)
+        self.max_bytes, self.keep = max_bytes, keep
         self.path.parent.mkdir(parents=True, exist_ok=True)
         torn = False
         if self.path.exists() and self.path.stat().st_size:
@@ -168,21 +170,49 @@ class PredictionLog:
             line = json.dumps({**_finite(entry), "nonfinite": True}, default=str, allow_nan=False) + "\n"
         with self._lock:
             self._file.write(line)
+            if self._file.tell() >= self.max_bytes:
+                self._rotate()
+
+    def _rotate(self) -> None:
+        """Move the full file aside under a UTC timestamp and start a new one (the caller holds the lock)."""
+        self._file.close()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.{stamp}"))
+        for old in rotated_logs(self.path)[:-self.keep or None]:
+            old.unlink(missing_ok=True)
+        self._file = open(self.path, "a", buffering=1, encoding="utf-8")
 
     def close(self) -> None:
         with self._lock:
             self._file.close()
 
 
-def read_prediction_log(path: str | os.PathLike) -> pd.DataFrame:
-    """The prediction log as a frame (one row per request); a torn last line is skipped."""
+def rotated_logs(path: str | os.PathLike) -> list[Path]:
+    """The rotated files of a prediction log, oldest first (their UTC timestamps sort as text)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f"{path.name}.*"))
+
+
+def read_prediction_log(path: str | os.PathLike, since: datetime | None = None) -> pd.DataFrame:
+    """The prediction log, its rotated files included, as a frame (one row per request), streamed line by line:
+    only requests at or after `since` are kept, files last written before it are not opened, and a torn line is
+    skipped."""
+    path = Path(path)
+    files = [*rotated_logs(path), *([path] if path.exists() else [])]
+    cutoff = None if since is None else since.astimezone(UTC).isoformat(timespec="microseconds")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for file in files:
+        # every line in it is older (a minute's margin: the file system's clock is coarser than the log's)
+        if since is not None and datetime.fromtimestamp(file.stat().st_mtime + 60, UTC) < since:
+            continue
+        with open(file, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if cutoff is None or str(row.get("ts", "")) >= cutoff:
+                    rows.append(row)
     return pd.DataFrame(rows, columns=list(LOG_FIELDS))
 
 # %% ../nbs/19_serving.ipynb #c014
