@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, WithJsonSchema
 from starlette.responses import JSONResponse
+from threadpoolctl import threadpool_limits
 
 from .contracts import Contract, Violation, contract_from_dict
 from .errors import ContractViolation, LifecycleError
@@ -391,6 +392,7 @@ class ModelService:
         self.pending: set[asyncio.Task] = set()
         where = os.environ.get(LOG_ENV) or ARGS.prediction_log
         self.log = None if where == "off" else PredictionLog(where)
+        threadpool_limits(1)  # one request's rows in one thread: a pool's start-up dominates small batches
         gc.collect()
         gc.freeze()
 
