@@ -166,7 +166,8 @@ def single_feature_score(x: pd.Series, y: pd.Series, task: str, seed: int = 0) -
     splitter = (StratifiedKFold if strat else KFold)(_LEAK_FOLDS, shuffle=True, random_state=seed)
     folds = list(splitter.split(np.zeros(len(target)), target if strat else None))
     if pd.api.types.is_numeric_dtype(x) or pd.api.types.is_bool_dtype(x):
-        pred = _oof_tree(x.to_numpy(dtype="float64", na_value=np.nan), target, task, folds)
+        values = x.to_numpy(dtype="float64", na_value=np.nan)
+        pred = _oof_tree(np.where(np.isfinite(values), values, np.nan), target, task, folds)  # inf: missing
     else:
         pred = _oof_lookup(x, target, task, folds)
     if task == "binary":
