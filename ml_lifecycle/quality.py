@@ -192,6 +192,7 @@ def leak_rule(x: pd.Series, y: pd.Series, task: str) -> str:
     if pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x) and x.nunique() > 2:
         from sklearn.tree import DecisionTreeClassifier
         values = x.to_numpy(dtype="float64", na_value=np.nan)
+        values = np.where(np.isfinite(values), values, np.nan)
         stump = DecisionTreeClassifier(max_depth=1, random_state=0).fit(values[:, None], labels)
         cut = float(stump.tree_.threshold[0])
         if stump.tree_.node_count == 3:
