@@ -813,6 +813,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ml_lifecycle.runs.RunReport._title': ('runs.html#runreport._title', 'ml_lifecycle/runs.py'),
                                    'ml_lifecycle.runs.RunReport.failed_gates': ('runs.html#runreport.failed_gates', 'ml_lifecycle/runs.py'),
                                    'ml_lifecycle.runs.RunReport.metric_rows': ('runs.html#runreport.metric_rows', 'ml_lifecycle/runs.py'),
+                                   'ml_lifecycle.runs.RunReport.positive': ('runs.html#runreport.positive', 'ml_lifecycle/runs.py'),
                                    'ml_lifecycle.runs.RunReport.run_dir': ('runs.html#runreport.run_dir', 'ml_lifecycle/runs.py'),
                                    'ml_lifecycle.runs.RunReport.status': ('runs.html#runreport.status', 'ml_lifecycle/runs.py'),
                                    'ml_lifecycle.runs.RunReport.to_frame': ('runs.html#runreport.to_frame', 'ml_lifecycle/runs.py'),
