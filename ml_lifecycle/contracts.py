@@ -75,6 +75,9 @@ class Contract(Displayable):
     max_rows: int | None = None
     slices: tuple[str, ...] = ()
     severity: tuple[tuple[str, str], ...] = ()  # contract-wide levels per rule kind
+    # a binary task's positive class (`target.positive`): what precision, recall, F1 and scores are about;
+    # None: the second of the sorted labels
+    positive: Any = None
 
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
@@ -109,7 +112,8 @@ class Contract(Displayable):
                 d["severity"] = dict(c.severity)
             cols[c.name] = d
         out = {"name": self.name, "version": self.version, "owner": self.owner, "description": self.description,
-               "target": {"column": self.target, "task": self.task}, "key": self.key, "time": self.time,
+               "target": {"column": self.target, "task": self.task,
+                          **({} if self.positive is None else {"positive": self.positive})}, "key": self.key, "time": self.time,
                "rows": {k: v for k, v in (("min", self.min_rows), ("max", self.max_rows)) if v is not None},
                "slices": list(self.slices), "severity": dict(self.severity), "columns": cols}
         return {k: v for k, v in out.items() if v not in (None, "", {}, [])}
@@ -142,10 +146,12 @@ class Contract(Displayable):
         return f"Contract {self.name} v{self.version}" + (f" ({self.owner})" if self.owner else "")
 
     def _facts(self) -> dict[str, Any]:
-        facts = {"target": self.target, "task": self.task, "key": self.key, "time": self.time,
+        facts = {"target": self.target, "task": self.task, "positive class": self.positive, "key": self.key,
+                 "time": self.time,
                  "rows": _range_text(self.min_rows, self.max_rows), "slices": list(self.slices) or None,
                  "levels": ", ".join(f"{k}: {v}" for k, v in self.severity) or None, "description": self.description}
-        return {k: v for k, v in facts.items() if v or k in ("key", "time")}
+        return {k: v for k, v in facts.items()
+                if v or k in ("key", "time") or (k == "positive class" and v is not None)}
 
     def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
         rows = [{"column": c.name, "role": self.role(c.name), "dtype": c.dtype, "nullable": c.nullable,
@@ -246,6 +252,15 @@ def contract_from_dict(d: Mapping[str, Any], path: Any = "<contract>") -> Contra
             raise ContractInvalid(f"{path}: {ref} column '{d[ref]}' is not among the columns", path, ref)
     if target["column"] not in names:
         raise ContractInvalid(f"{path}: target column '{target['column']}' is not among the columns", path, "target")
+    positive = target.get("positive")
+    if positive is not None:
+        allowed = next(c.allowed for c in cols if c.name == target["column"])
+        if task != "binary":
+            raise ContractInvalid(f"{path}: target.positive = {positive!r}: only a binary task has a positive class",
+                                  path, "target.positive")
+        if allowed is not None and str(positive) not in map(str, allowed):
+            raise ContractInvalid(f"{path}: target.positive = {positive!r} is not among the target's allowed values "
+                                  f"{list(allowed)}", path, "target.positive")
     slices = tuple(d.get("slices") or ())
     bad = [s for s in slices if s not in names]
     if bad:
@@ -253,7 +268,7 @@ def contract_from_dict(d: Mapping[str, Any], path: Any = "<contract>") -> Contra
     rows = d.get("rows") or {}
     return Contract(name=str(d["name"]), version=str(d.get("version", "1")), owner=str(d.get("owner", "")),
                     description=str(d.get("description", "")), target=str(target["column"]), task=task,
-                    columns=cols, key=d.get("key"), time=d.get("time"), slices=slices,
+                    positive=positive, columns=cols, key=d.get("key"), time=d.get("time"), slices=slices,
                     severity=_severity(d.get("severity"), "severity", path),
                     min_rows=_num(rows.get("min"), "rows.min", path), max_rows=_num(rows.get("max"), "rows.max", path))
 
@@ -502,6 +517,20 @@ def _infer_column(s: pd.Series, max_categories: int) -> ColumnSpec:
     return ColumnSpec(str(s.name), "string", **kw)
 
 
+_POSITIVE_WORDS = ("1", "1.0", "true", "yes", "y", "positive", "pos")
+
+
+def _draft_positive(target: pd.Series) -> Any:
+    """A binary target's likely positive class: a label such as 1, yes or true, else the minority class."""
+    counts = target.dropna().value_counts()
+    labels = sorted(counts.index.tolist(), key=str)
+    named = [v for v in labels if str(v).strip().lower() in _POSITIVE_WORDS]
+    if named:
+        return named[0].item() if hasattr(named[0], "item") else named[0]
+    found = min(labels, key=lambda v: (counts[v], -labels.index(v))) if labels else None
+    return found.item() if hasattr(found, "item") else found
+
+
 def infer_contract(df: pd.DataFrame, target: str, task: str | None = None, name: str = "dataset",
                    max_categories: int = 50) -> Contract:
     """Draft a contract from a frame: column types, ranges, categories, key and task."""
@@ -519,12 +548,13 @@ def infer_contract(df: pd.DataFrame, target: str, task: str | None = None, name:
             key = col.name
             cols[i] = ColumnSpec(col.name, col.dtype, nullable=False, unique=True)
     t = next(i for i, c in enumerate(cols) if c.name == target)
+    positive = _draft_positive(df[target]) if task == "binary" else None
     if task != "regression":
         labels = sorted(df[target].dropna().unique().tolist(), key=str)
         cols[t] = ColumnSpec(target, cols[t].dtype, nullable=False, allowed=tuple(labels))
     else:
         cols[t] = ColumnSpec(target, cols[t].dtype, nullable=False)
-    return Contract(name=name, version="1", target=target, task=task, columns=tuple(cols), key=key,
+    return Contract(name=name, version="1", target=target, task=task, positive=positive, columns=tuple(cols), key=key,
                     min_rows=min(len(df), 50), description=f"Drafted from data with {len(df)} rows; edit me.")
 
 # %% ../nbs/04_contracts.ipynb #c025
@@ -616,6 +646,8 @@ def diff_contracts(old: Contract, new: Contract) -> ContractDiff:
     out = []
     if (old.target, old.task) != (new.target, new.task):
         out.append(Change(new.target, f"target {old.target} ({old.task}) -> {new.target} ({new.task})", True))
+    if old.positive != new.positive:  # the metrics mean another class; what is served is unchanged
+        out.append(Change(new.target, f"positive class {old.positive} -> {new.positive}", False))
     for ref in ("key", "time"):
         if getattr(old, ref) != getattr(new, ref):
             out.append(Change("*", f"{ref} column {getattr(old, ref)} -> {getattr(new, ref)}", True))

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,12 +17,13 @@ from sklearn import metrics as skm
 from .contracts import Contract, breaking_changes
 from .display import Displayable, status
 from .errors import SettingsError
-from .settings import METRICS, Gate
+from .settings import GATE_KINDS, METRICS, Gate, GateSettings, gate_kind_of, register_gate_key
 
 # %% auto #0
-__all__ = ['Predictions', 'predict', 'compute_metrics', 'GateResult', 'Verdict', 'check_gates', 'inference_latency',
-           'model_size_mb', 'operational_measures', 'take', 'metric_functions', 'confidence_intervals', 'paired_change',
-           'regression_gate', 'slice_metrics', 'slice_gates', 'contract_gate', 'Comparison', 'compare_evaluations']
+__all__ = ['GATE_JUDGES', 'Predictions', 'predict', 'compute_metrics', 'GateResult', 'Verdict', 'GateContext', 'register_gate',
+           'judge_gates', 'check_gates', 'inference_latency', 'model_size_mb', 'operational_measures', 'take',
+           'metric_functions', 'confidence_intervals', 'paired_change', 'regression_gate', 'slice_metrics',
+           'slice_gates', 'contract_gate', 'Comparison', 'compare_evaluations']
 
 # %% ../nbs/11_evals.ipynb #c005
 @dataclass(frozen=True)
@@ -32,16 +33,36 @@ class Predictions:
     y_pred: np.ndarray
     scores: np.ndarray | None = None
     classes: tuple | None = None
+    positive: Any = None  # binary: the class precision, recall, F1 and the scores call positive (None: classes[1])
+
+    @property
+    def positive_index(self) -> int:
+        """The column of `scores` (and index of `classes`) of the positive class of a binary task."""
+        if self.positive is None:
+            return 1
+        names = [str(c) for c in self.classes]
+        if str(self.positive) not in names:
+            raise SettingsError("contract", "target.positive", self.positive,
+                                f"not a class the model predicts; its classes are {names}")
+        return names.index(str(self.positive))
+
+    @property
+    def positive_label(self) -> Any:
+        """The positive class of a binary task: the declared one, else the second of the sorted classes."""
+        if self.classes is None:
+            return None
+        label = self.classes[self.positive_index]
+        return label.item() if isinstance(label, np.generic) else label  # a plain value, as JSON writes it
 
 
-def predict(model: Any, X: pd.DataFrame, y: pd.Series, task: str) -> Predictions:
-    """Run a fitted model on held-out rows."""
+def predict(model: Any, X: pd.DataFrame, y: pd.Series, task: str, positive: Any = None) -> Predictions:
+    """Run a fitted model on held-out rows (`positive`: a binary task's positive class, the contract's)."""
     if task == "regression":
         return Predictions(np.asarray(y, dtype=float), np.asarray(model.predict(X), dtype=float))
     scores = model.predict_proba(X)
     classes = tuple(model.classes_)
     y_pred = np.asarray(classes, dtype=object)[scores.argmax(axis=1)]
-    return Predictions(np.asarray(y, dtype=object), y_pred, scores, classes)
+    return Predictions(np.asarray(y, dtype=object), y_pred, scores, classes, positive if task == "binary" else None)
 
 
 def _safe(f: Any) -> float:
@@ -63,8 +84,8 @@ def compute_metrics(task: str, p: Predictions) -> dict[str, float]:
            "balanced_accuracy": _safe(lambda: skm.balanced_accuracy_score(y_true, y_pred)),
            "log_loss": _safe(lambda: skm.log_loss(y_true, p.scores, labels=classes))}
     if task == "binary":
-        pos = classes[1]
-        score = p.scores[:, 1]
+        pos = classes[p.positive_index]
+        score = p.scores[:, p.positive_index]
         hit = (y_true == pos).astype(int)
         both = 0 < hit.sum() < len(hit)
         out.update(roc_auc=skm.roc_auc_score(hit, score) if both else np.nan,
@@ -95,6 +116,11 @@ class GateResult:
 class Verdict(Displayable):
     """Every gate's result; the model passes only if all do."""
     results: tuple[GateResult, ...]
+    positive: Any = None  # a binary task's positive class, which precision, recall and F1 were judged for
+
+    def with_positive(self, positive: Any) -> Verdict:
+        """This verdict naming the positive class its binary metrics were computed for."""
+        return replace(self, positive=positive)
 
     @property
     def passed(self) -> bool:
@@ -106,42 +132,114 @@ class Verdict(Displayable):
 
     def with_result(self, result: GateResult | None) -> Verdict:
         """This verdict plus one more judged gate (nothing if `result` is None)."""
-        return self if result is None else Verdict((*self.results, result))
+        return self if result is None else Verdict((*self.results, result), self.positive)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(r) for r in self.results],
                             columns=["gate", "metric", "value", "threshold", "passed", "detail"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "results": [asdict(r) for r in self.results]}
+        out = {"passed": self.passed, "results": [asdict(r) for r in self.results]}
+        return out if self.positive is None else {**out, "positive": self.positive}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
-        return cls(tuple(GateResult(**r) for r in d["results"]))
+        return cls(tuple(GateResult(**r) for r in d["results"]), d.get("positive"))
 
     def _title(self) -> str:
         n = len(self.results)
         return "Verdict: " + (f"all {n} gate(s) passed" if self.passed else f"{len(self.failed)} of {n} gate(s) FAILED")
 
     def _facts(self) -> dict[str, Any]:
-        return {"result": status(self.passed), "failed": [r.gate for r in self.failed] or None}
+        facts = {"result": status(self.passed), "failed": [r.gate for r in self.failed] or None}
+        return facts if self.positive is None else {**facts, "positive class": str(self.positive)}
 
     def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
         rows = [{"gate": r.gate, "value": r.value, "threshold": r.threshold, "result": status(r.passed),
                  "detail": r.detail} for r in self.results]
         return [("gates", rows, ["gate", "value", "threshold", "result", "detail"])]
 
+# %% ../nbs/11_evals.ipynb #x028
+@dataclass(frozen=True)
+class GateContext:
+    """What gates are judged on: test metrics and model measures, predictions, the champion's on the same rows,
+    the slice table and the `[gates]` options."""
+    task: str
+    metrics: Mapping[str, float]
+    predictions: Predictions | None = None
+    champion: str | None = None  # the champion's version; None: no champion
+    champion_predictions: Predictions | None = None  # None: the champion could not score the rows
+    slices: pd.DataFrame | None = None
+    options: GateSettings = GateSettings()
+
+
+#: How each kind of gate is judged: `judge(gate, context) -> GateResult | None`, by kind name.
+GATE_JUDGES: dict[str, Callable[[Gate, GateContext], GateResult | None]] = {}
+
+
+def register_gate(name: str, key: str | None = None, doc: str = "", group: str = "gates", bound: str = "max"):
+    """Register `judge(gate, context) -> GateResult | None` for the gate kind `name`; with `key`, declare the
+    kind's grammar and doc too (`settings.register_gate_key`)."""
+    if key is not None:
+        register_gate_key(name, key, doc, group, bound)
+    elif name not in GATE_KINDS:
+        raise ValueError(f"gate kind {name} has no grammar: pass key= and doc=")
+
+    def deco(judge: Callable[[Gate, GateContext], GateResult | None]) -> Callable:
+        GATE_JUDGES[name] = judge
+        return judge
+    return deco
+
+
+def judge_gates(gates: tuple[Gate, ...], context: GateContext, group: str = "gates") -> list[GateResult]:
+    """Each gate of `group` judged by its kind's registered judgement (those that do not apply left out)."""
+    out = []
+    for gate in gates:
+        kind = gate_kind_of(gate, group)
+        if kind.name not in GATE_JUDGES:
+            raise SettingsError("gates", gate.key, gate.threshold, f"no judgement is registered for gate kind "
+                                f"{kind.name}; known: {sorted(GATE_JUDGES)}")
+        result = GATE_JUDGES[kind.name](replace(gate, kind=kind.name), context)
+        if result is not None:
+            out.append(result)
+    return out
+
+
+def _value(gate: Gate, context: GateContext) -> float:
+    if gate.metric not in context.metrics:
+        raise SettingsError("gates", gate.key, gate.threshold, f"metric '{gate.metric}' is not computed for a "
+                            f"{context.task} task; available: {sorted(context.metrics)}")
+    return context.metrics[gate.metric]
+
+
+@register_gate("bound")
+@register_gate("operational")
+def _judge_bound(gate: Gate, context: GateContext) -> GateResult:
+    """`roc_auc >= 0.75`: the value on the test split (or the model's measure) against the bound."""
+    value = _value(gate, context)
+    return GateResult(str(gate), gate.metric, value, gate.threshold, gate.passes(value))
+
+
+@register_gate("regression")
+def _judge_regression(gate: Gate, context: GateContext) -> GateResult | None:
+    """The paired-bootstrap change against the champion (`regression_gate`); no champion, no gate."""
+    if context.champion is None:
+        return None
+    o = context.options
+    return regression_gate(gate, context.task, context.predictions, context.champion_predictions, context.champion,
+                           o.bootstrap, o.confidence, o.seed)
+
+
+@register_gate("slice")
+def _judge_slice(gate: Gate, context: GateContext) -> GateResult:
+    """The bound in the worst slice with enough rows (`slice_gates`)."""
+    table = pd.DataFrame() if context.slices is None else context.slices
+    return slice_gates((gate,), table, context.options.slice_min_rows)[0]
+
 
 def check_gates(metrics: dict[str, float], gates: tuple[Gate, ...], task: str) -> Verdict:
-    """Judge every gate against the metrics; a gate on a metric the task lacks is a settings error."""
-    results = []
-    for g in gates:
-        if g.metric not in metrics:
-            raise SettingsError("gates", f"{g.bound}_{g.metric}", g.threshold,
-                                f"metric '{g.metric}' is not computed for a {task} task; available: {sorted(metrics)}")
-        value = metrics[g.metric]
-        results.append(GateResult(str(g), g.metric, value, g.threshold, g.passes(value)))
-    return Verdict(tuple(results))
+    """Judge floors and ceilings against the metrics; a gate on a metric the task lacks is a settings error."""
+    return Verdict(tuple(judge_gates(gates, GateContext(task, metrics))))
 
 # %% ../nbs/11_evals.ipynb #c011
 def inference_latency(model: Any, X: pd.DataFrame, task: str, rows: int = 100, rounds: int = 5,
@@ -184,7 +282,8 @@ def operational_measures(model: Any, X: pd.DataFrame, task: str) -> dict[str, fl
 # %% ../nbs/11_evals.ipynb #c014
 def take(p: Predictions, idx: np.ndarray) -> Predictions:
     """The predictions of the rows `idx` (a resample or a slice)."""
-    return Predictions(p.y_true[idx], p.y_pred[idx], None if p.scores is None else p.scores[idx], p.classes)
+    return Predictions(p.y_true[idx], p.y_pred[idx], None if p.scores is None else p.scores[idx], p.classes,
+                       p.positive)
 
 
 def _rank_auc(hit: np.ndarray, score: np.ndarray) -> float:
@@ -242,10 +341,11 @@ def metric_functions(task: str, p: Predictions) -> dict[str, Any]:
 
     out = {"accuracy": lambda i: float(np.mean(t[i] == q[i])), "balanced_accuracy": balanced, "log_loss": log_loss}
     if task == "binary":
-        hit, score = t == 1, p.scores[:, 1]
+        pi = p.positive_index
+        hit, score = t == pi, p.scores[:, pi]
 
         def prf(i, which):
-            tp, fp, fn = (c[1] for c in counts(i))
+            tp, fp, fn = (c[pi] for c in counts(i))
             return {"precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / (tp + fn) if tp + fn else 0.0,
                     "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0}[which]
         out.update(roc_auc=lambda i: _rank_auc(hit[i], score[i]),

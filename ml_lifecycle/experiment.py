@@ -16,6 +16,7 @@ import yaml
 
 from .errors import ExperimentError
 from .files import sha256_text
+from .settings import TASK_METRICS as _TASK_METRICS
 from .settings import Settings
 
 # %% auto #0
@@ -269,12 +270,8 @@ def experiment_from_dict(data: Mapping[str, Any] | None) -> Experiment:
                       card)
 
 # %% ../nbs/06_experiment.ipynb #c012
-TASK_METRICS = {
-    "binary": ("accuracy", "balanced_accuracy", "log_loss", "roc_auc", "average_precision", "f1", "precision",
-               "recall", "brier"),
-    "multiclass": ("accuracy", "balanced_accuracy", "log_loss", "f1_macro", "roc_auc_ovr"),
-    "regression": ("rmse", "mae", "r2"),
-}
+#: The metrics each task computes: a view of the metric table (`settings.METRIC_TABLE`), kept importable here.
+TASK_METRICS = _TASK_METRICS
 
 
 def check_for_task(experiment: Experiment, task: str, path: Any = None) -> Experiment:

@@ -99,16 +99,18 @@ class Profile(Displayable):
     prediction: NumericProfile | CategoricalProfile
     prediction_kind: str  # score (binary: P(positive class)), label (multiclass) or value (regression)
     classes: tuple[str, ...] = ()
+    positive: str | None = None  # binary: the class whose score is profiled (the contract's; None: classes[1])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "prediction_kind": self.prediction_kind, "classes": list(self.classes),
-                "features": {k: _plain(v) for k, v in self.features.items()}, "prediction": _plain(self.prediction)}
+        out = {"task": self.task, "prediction_kind": self.prediction_kind, "classes": list(self.classes),
+               "features": {k: _plain(v) for k, v in self.features.items()}, "prediction": _plain(self.prediction)}
+        return out if self.positive is None else {**out, "positive": self.positive}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Profile:
         try:
             return cls(d["task"], {k: _part(v) for k, v in d["features"].items()}, _part(d["prediction"]),
-                       d["prediction_kind"], tuple(d.get("classes", ())))
+                       d["prediction_kind"], tuple(d.get("classes", ())), d.get("positive"))
         except (KeyError, TypeError) as exc:
             raise MonitoringError(f"the reference profile is incomplete or corrupt: missing {exc}") from None
 
@@ -120,7 +122,8 @@ class Profile(Displayable):
         return f"Reference profile: {len(self.features)} features, {self.task} task"
 
     def _facts(self) -> dict[str, Any]:
-        return {"prediction": self.prediction_kind, "classes": list(self.classes) or None}
+        return {"prediction": self.prediction_kind, "classes": list(self.classes) or None,
+                **({} if self.positive is None else {"positive class": self.positive})}
 
     def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
         rows = [{**r, "missing": f"{r['missing']:.1%}", "bins or categories": r["bins"], "values": r["range"] or r["top"]}
@@ -156,13 +159,15 @@ class MonitoringError(LifecycleError):
     """Monitoring cannot run: no profile, no log, nothing to compare."""
 
 
-def prediction_values(task: str, predictions: Sequence[Any], classes: Sequence[str] = ()) -> tuple[Any, str]:
+def prediction_values(task: str, predictions: Sequence[Any], classes: Sequence[str] = (),
+                      positive: Any = None) -> tuple[Any, str]:
     """What is profiled of predictions: binary P(positive class), multiclass label, regression value.
-    `predictions` are served predictions (`{"label", "scores"}` dicts, or numbers for regression)."""
+    `predictions` are served predictions (`{"label", "scores"}` dicts, or numbers for regression); `positive`
+    is the contract's positive class (None: the second of `classes`)."""
     if task == "regression":
         return _as_float([p if not isinstance(p, Mapping) else p.get("value") for p in predictions]), "value"
     if task == "binary":
-        pos = str(classes[1]) if len(classes) > 1 else None
+        pos = str(positive) if positive is not None else str(classes[1]) if len(classes) > 1 else None
         return _as_float([(p.get("scores") or {}).get(pos) if isinstance(p, Mapping) else p for p in predictions]), "score"
     return _as_text([p.get("label") if isinstance(p, Mapping) else p for p in predictions]), "label"
 
@@ -187,9 +192,10 @@ def build_profile(features: pd.DataFrame, contract: Contract, predictions: Seque
         parts[c.name] = numeric_profile(features[c.name], bins, sample, seed) if numeric else \
             categorical_profile(features[c.name])
     classes = tuple(str(c) for c in classes)
-    values, kind = prediction_values(contract.task, predictions, classes)
+    positive = str(contract.positive) if contract.task == "binary" and contract.positive is not None else None
+    values, kind = prediction_values(contract.task, predictions, classes, positive)
     pred = categorical_profile(values) if kind == "label" else numeric_profile(values, bins, sample, seed)
-    return Profile(contract.task, parts, pred, kind, classes)
+    return Profile(contract.task, parts, pred, kind, classes, positive)
 
 # %% ../nbs/24_monitoring.ipynb #c008
 @dataclass(frozen=True)
@@ -331,7 +337,7 @@ def _new(feature, part, col, ms):
 # %% ../nbs/24_monitoring.ipynb #c012
 def prediction_psi(profile: Profile, predictions: Sequence[Any]) -> tuple[float, int]:
     """(PSI of the served predictions against the profile's, the predictions counted)."""
-    values, _ = prediction_values(profile.task, predictions, profile.classes)
+    values, _ = prediction_values(profile.task, predictions, profile.classes, profile.positive)
     ref, cur, n = current_shares(profile.prediction, prepare(profile.prediction, values))
     return psi(ref, cur), n
 
@@ -457,7 +463,7 @@ def live_quality(rows: pd.DataFrame, labels: pd.DataFrame, contract: Contract, e
         classes = [str(c) for c in (joined["prediction"].iloc[0].get("scores") or {})]
         scores = np.array([[float(pr["scores"][c]) for c in classes] for pr in joined["prediction"]])
         p = Predictions(label_text(joined[target]).to_numpy(object), np.array(classes, dtype=object)[scores.argmax(1)],
-                        scores, tuple(classes))
+                        scores, tuple(classes), contract.positive if contract.task == "binary" else None)
     live = compute_metrics(contract.task, p)
     live_ci = confidence_intervals(contract.task, p, n_boot=500, confidence=evaluation.get("confidence", 0.95))
     out = []

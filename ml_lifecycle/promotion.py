@@ -20,11 +20,11 @@ from .contracts import Contract, fingerprint, validate
 from .data import read_table
 from .display import Displayable, status, text_table
 from .errors import ExperimentError, GateFailed, LifecycleError, ModelNotFound, RegistryError, SettingsError
-from .evals import GateResult, Predictions, Verdict, check_gates, compute_metrics, contract_gate, predict
+from .evals import GateResult, Predictions, Verdict, compute_metrics, contract_gate, predict
 from .experiment import Experiment, project_experiment
 from .quality import split_data
 from .registry import Event, current_user, resolve_version
-from .settings import Settings
+from .settings import GATE_KINDS, OPERATIONAL, Settings
 from .tracking import load_model
 from .training import xy
 
@@ -66,7 +66,8 @@ class Evaluation(Displayable):
         return f"Evaluation: gates {'passed' if self.verdict.passed else 'FAILED'}"
 
     def _facts(self) -> dict[str, Any]:
-        return {"test rows": self.test_rows, "intervals": f"{self.confidence:.0%} bootstrap",
+        positive = {} if self.verdict.positive is None else {"positive class": str(self.verdict.positive)}
+        return {"test rows": self.test_rows, "intervals": f"{self.confidence:.0%} bootstrap", **positive,
                 **{k.replace("_", " "): v for k, v in self.operational.items()}}
 
     def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
@@ -83,28 +84,30 @@ class Evaluation(Displayable):
 
 
 def champion_predictions(settings: Settings, champion: tuple[str, Contract] | None, test: pd.DataFrame,
-                         task: str) -> Predictions | None:
-    """The champion's predictions on the same test rows (None if it cannot score them)."""
+                         task: str, positive: Any = None) -> Predictions | None:
+    """The champion's predictions on the same test rows (None if it cannot score them), with the challenger's
+    positive class."""
     if champion is None:
         return None
     version, contract = champion
     try:
         model = load_model(f"models:/{settings.registry.model_name}/{version}")
         X, y = xy(test, contract)
-        return predict(model, X, y, task)
+        return predict(model, X, y, task, positive)
     except (LifecycleError, MlflowException, KeyError, ValueError, OSError):
         return None
 
 
 def _check_gate_metrics(g: Any, contract: Contract, available: set[str], slices: tuple[str, ...]) -> None:
-    """A regression or slice gate on a metric the task lacks, or a slice gate without slices, is a settings error."""
-    for key, gate in [*((f"max_regression_{x.metric}", x) for x in g.regressions),
-                      *((f"slice_{x.bound}_{x.metric}", x) for x in g.slices)]:
-        if gate.metric not in available:
-            raise SettingsError("gates", key, gate.threshold, f"metric '{gate.metric}' is not computed for a "
+    """A gate on a metric the task lacks, or a slice gate without slices, is a settings error (before any
+    bootstrap); model measures are judged on the fitted model, so they are always there."""
+    for gate in g.all_gates():
+        kind = GATE_KINDS[gate.kind]
+        if gate.metric not in available and gate.metric not in OPERATIONAL:
+            raise SettingsError("gates", gate.key, gate.threshold, f"metric '{gate.metric}' is not computed for a "
                                 f"{contract.task} task; available: {sorted(available)}")
-        if key.startswith("slice_") and not slices:
-            raise SettingsError("gates", key, gate.threshold, f"contract {contract.name} has no slices: add "
+        if kind.group == "slices" and not slices:
+            raise SettingsError("gates", gate.key, gate.threshold, f"contract {contract.name} has no slices: add "
                                 "`slices: [column, ...]` to it or to the experiment config, or remove the gate")
 
 
@@ -134,8 +137,8 @@ def evaluate_model(settings: Settings, contract: Contract, model: Any, test: pd.
     regression against today's champion, and the slice gates."""
     g = settings.gates
     X, y = xy(test, contract)
-    preds = predict(model, X, y, contract.task)
-    gated = {x.metric for x in (*g.gates, *g.regressions, *g.slices)}
+    preds = predict(model, X, y, contract.task, contract.positive)
+    gated = {x.metric for x in g.all_gates()}
     metrics = select_metrics(compute_metrics(contract.task, preds), experiment.metrics, contract.task, gated)
     columns = evaluation_slices(contract, experiment, test)
     _check_gate_metrics(g, contract, set(evals.metric_functions(contract.task, preds)), columns)
@@ -144,14 +147,15 @@ def evaluate_model(settings: Settings, contract: Contract, model: Any, test: pd.
     slices = evals.slice_metrics(contract.task, preds, test[list(columns)]) if columns else pd.DataFrame()
     champion = registry.champion_contract(settings)
     operational = evals.operational_measures(model, X, contract.task)
-    verdict = check_gates({**metrics, **operational}, g.gates, contract.task).with_result(
-        contract_gate(champion, contract))
-    if champion is not None and g.regressions:
-        old = champion_predictions(settings, champion, test, contract.task)
-        for gate in g.regressions:
-            verdict = verdict.with_result(evals.regression_gate(gate, contract.task, preds, old, champion[0],
-                                                                g.bootstrap, g.confidence, g.seed))
-    for result in evals.slice_gates(g.slices, slices, g.slice_min_rows) if g.slices else ():
+    old = champion_predictions(settings, champion, test, contract.task, contract.positive) \
+        if champion is not None and g.regressions else None
+    context = evals.GateContext(contract.task, {**metrics, **operational}, preds, champion and champion[0], old,
+                                slices, g)
+    # the model's own gates, the contract gate, then the gates against the champion and in the slices
+    verdict = Verdict(tuple(evals.judge_gates(g.gates, context)), preds.positive_label if contract.task == "binary"
+                      else None).with_result(contract_gate(champion, contract))
+    for result in [*evals.judge_gates(g.regressions, context, "regressions"),
+                   *evals.judge_gates(g.slices, context, "slices")]:
         verdict = verdict.with_result(result)
     return Evaluation(metrics, verdict, len(test), intervals, slices, g.confidence, operational, preds)
 

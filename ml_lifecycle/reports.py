@@ -48,10 +48,10 @@ def confusion_figure(p: Predictions) -> Any:
 
 
 def _one_vs_rest(p: Predictions) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(class, is-class, score) per class; for binary only the positive class."""
+    """(class, is-class, score) per class; for binary only the positive class (the contract's, see `evals`)."""
     labels = [str(c) for c in p.classes]
     y = p.y_true.astype(str)
-    wanted = labels[1:] if len(labels) == 2 else labels
+    wanted = [labels[p.positive_index]] if len(labels) == 2 else labels
     return [(c, (y == c).astype(int), p.scores[:, labels.index(c)]) for c in wanted]
 
 
@@ -81,7 +81,7 @@ def calibration_figure(p: Predictions, bins: int = 10) -> Any:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4.5))
     if len(p.classes) == 2:
-        hit, score, label = _one_vs_rest(p)[0][1], p.scores[:, 1], f"P({p.classes[1]})"
+        hit, score, label = _one_vs_rest(p)[0][1], p.scores[:, p.positive_index], f"P({p.positive_label})"
     else:  # the top class: is the model as sure as it is right?
         hit, score, label = (p.y_pred.astype(str) == p.y_true.astype(str)).astype(int), p.scores.max(axis=1), "top class"
     if 0 < hit.sum() < len(hit):
@@ -289,9 +289,13 @@ def model_card(title: str, model: Mapping[str, Any], data: Mapping[str, Any], co
     lines += ["## Model", ""] + [f"- **{k}**: {_fmt(v)}" for k, v in model.items()] + [""]
     lines += ["## Data", ""] + [f"- **{k}**: {_fmt(v)}" for k, v in data.items()] + [""]
     feats = contract.get("columns", {})
+    target = contract.get("target", {})
+    # the class precision, recall and F1 were computed for: the verdict's (what was judged), else the contract's
+    positive = (evaluation.get("verdict") or {}).get("positive", target.get("positive"))
     lines += ["## Contract", "", f"`{contract.get('name')}` version {contract.get('version')}: "
               f"{contract.get('description', '')}", "",
-              f"Target `{contract.get('target', {}).get('column')}` ({contract.get('target', {}).get('task')}); "
+              f"Target `{target.get('column')}` ({target.get('task')}"
+              f"{'' if positive is None else f'; positive class `{positive}`'}); "
               f"{len(feats)} columns; slices: {', '.join(contract.get('slices', [])) or 'none'}.", ""]
     metrics = evaluation.get("metrics", {})
     ints = evaluation.get("intervals", {})

@@ -84,6 +84,11 @@ class RunReport(Displayable):
         return [{"metric": k, "value": v, "low": ev.get("intervals", {}).get(k, [None, None])[0],
                  "high": ev.get("intervals", {}).get(k, [None, None])[1]} for k, v in ev.get("metrics", {}).items()]
 
+    @property
+    def positive(self) -> Any:
+        """A binary task's positive class, which precision, recall and F1 were computed for (None: not binary)."""
+        return (self.evaluation.get("verdict") or {}).get("positive")
+
     def failed_gates(self) -> list[dict[str, Any]]:
         return [r for r in self.evaluation.get("verdict", {}).get("results", []) if not r.get("passed")]
 
@@ -93,7 +98,8 @@ class RunReport(Displayable):
     def _facts(self) -> dict[str, Any]:
         return {"status": self.record.status, "executed": self.record.count("done"),
                 "cached": self.record.count("cached"), "seconds": self.record.seconds,
-                "MLflow run": self.record.mlflow_run_id}
+                "MLflow run": self.record.mlflow_run_id,
+                **({} if self.positive is None else {"positive class": str(self.positive)})}
 
     def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
         gates = [{"result": status(False), **r} for r in self.failed_gates()]
@@ -119,7 +125,9 @@ class RunReport(Displayable):
             lines.append(f"MLflow run {rec.mlflow_run_id}; see it with: mlflow ui --backend-store-uri {rec.tracking_uri}")
         if rows := self.metric_rows():
             conf = self.evaluation.get("confidence", 0.95)
-            lines.append(f"test metrics ({self.evaluation.get('test_rows', '?')} rows, {conf:.0%} intervals):")
+            positive = "" if self.positive is None else f"; positive class {self.positive}"
+            lines.append(f"test metrics ({self.evaluation.get('test_rows', '?')} rows, {conf:.0%} intervals"
+                         f"{positive}):")
             lines += [f"  {r['metric']:<18} {r['value']:.4f}" + (f"  [{r['low']:.4f}, {r['high']:.4f}]"
                                                                   if r["low"] is not None else "") for r in rows]
         for g in self.failed_gates():

@@ -19,26 +19,93 @@ from .display import Displayable
 from .errors import SettingsError
 
 # %% auto #0
-__all__ = ['TASKS', 'METRICS', 'OPERATIONAL', 'SECTIONS', 'ENV_PREFIX', 'NOT_SETTINGS', 'MOVED', 'FILE_ORDER', 'setting',
-           'ProjectSettings', 'DataSettings', 'TrackingSettings', 'RegistrySettings', 'TrainingSettings', 'Gate',
-           'GateSettings', 'ServingSettings', 'PipelineSettings', 'QualitySettings', 'MonitoringSettings', 'Settings',
-           'settings_from_raw', 'load_settings', 'save_snapshot', 'render_ini']
+__all__ = ['TASKS', 'METRIC_TABLE', 'METRICS', 'OPERATIONAL', 'TASK_METRICS', 'GATE_KINDS', 'SECTIONS', 'ENV_PREFIX',
+           'NOT_SETTINGS', 'MOVED', 'FILE_ORDER', 'Metric', 'register_metric', 'setting', 'ProjectSettings',
+           'DataSettings', 'TrackingSettings', 'RegistrySettings', 'TrainingSettings', 'Gate', 'GateSettings',
+           'ServingSettings', 'PipelineSettings', 'QualitySettings', 'MonitoringSettings', 'GateKind',
+           'register_gate_key', 'match_gate_key', 'gate_kind_of', 'Settings', 'settings_from_raw', 'load_settings',
+           'save_snapshot', 'render_ini']
 
-# %% ../nbs/01_settings.ipynb #c005
+# %% ../nbs/01_settings.ipynb #x005
 TASKS = ("binary", "multiclass", "regression")
 
-#: Metric names a gate may name, with the direction in which a metric is better.
-METRICS: Mapping[str, str] = MappingProxyType({
-    "accuracy": "higher", "balanced_accuracy": "higher", "f1": "higher", "precision": "higher",
-    "recall": "higher", "roc_auc": "higher", "average_precision": "higher", "log_loss": "lower",
-    "brier": "lower", "f1_macro": "higher", "roc_auc_ovr": "higher",
-    "rmse": "lower", "mae": "lower", "r2": "higher",
-})
 
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its name, the direction in which it is better, the tasks it is computed for, what it measures."""
+    name: str
+    direction: str  # "higher" or "lower": which way is better
+    tasks: tuple[str, ...]
+    doc: str
+    # "predictions": scored on test rows (floors, slices, the champion comparison, intervals);
+    # "model": a measure of the fitted model itself, judged by `max_<measure>` gates only
+    of: str = "predictions"
+
+
+#: Every metric, by name: the one table that gates, experiments, searches, comparisons and monitoring read.
+METRIC_TABLE: dict[str, Metric] = {}
+
+
+def register_metric(name: str, direction: str, tasks: tuple[str, ...], doc: str, of: str = "predictions") -> Metric:
+    """Add a metric to the table; `evals` computes it (the function that does is registered there)."""
+    if direction not in ("higher", "lower") or not set(tasks) <= set(TASKS) or of not in ("predictions", "model"):
+        raise ValueError(f"metric {name}: direction is higher or lower, tasks among {TASKS}, of predictions or model")
+    METRIC_TABLE[name] = Metric(name, direction, tuple(tasks), doc, of)
+    return METRIC_TABLE[name]
+
+
+_CLS, _BIN = ("binary", "multiclass"), ("binary",)
+for _args in (
+        ("accuracy", "higher", _CLS, "share of rows whose predicted label is right"),
+        ("balanced_accuracy", "higher", _CLS, "mean recall over the classes"),
+        ("log_loss", "lower", _CLS, "cross-entropy of the predicted class probabilities"),
+        ("roc_auc", "higher", _BIN, "area under the ROC curve of the positive class's score"),
+        ("average_precision", "higher", _BIN, "area under the precision-recall curve of the positive class"),
+        ("f1", "higher", _BIN, "harmonic mean of the positive class's precision and recall"),
+        ("precision", "higher", _BIN, "share of rows predicted positive that are positive"),
+        ("recall", "higher", _BIN, "share of positive rows predicted positive"),
+        ("brier", "lower", _BIN, "mean squared error of the positive class's probability"),
+        ("f1_macro", "higher", ("multiclass",), "F1 averaged over the classes"),
+        ("roc_auc_ovr", "higher", ("multiclass",), "one-vs-rest ROC AUC averaged over the classes"),
+        ("rmse", "lower", ("regression",), "root mean squared error"),
+        ("mae", "lower", ("regression",), "mean absolute error"),
+        ("r2", "higher", ("regression",), "coefficient of determination"),
+        ("latency_p99_ms", "lower", TASKS, "single-row predict latency, 99th percentile, in ms", "model"),
+        ("model_mb", "lower", TASKS, "size of the pickled model in MB", "model")):
+    register_metric(*_args)
+
+
+class _TableView(Mapping):
+    """A read-only mapping computed from `METRIC_TABLE` when read (so a metric registered later appears)."""
+
+    def __init__(self, build: typing.Callable[[], dict]) -> None:
+        self._build = build
+
+    def __getitem__(self, key: typing.Any) -> typing.Any:
+        return self._build()[key]
+
+    def __iter__(self) -> typing.Iterator:
+        return iter(self._build())
+
+    def __len__(self) -> int:
+        return len(self._build())
+
+    def __repr__(self) -> str:
+        return repr(self._build())
+
+
+#: Metric names a gate may name, with the direction in which a metric is better (a view of `METRIC_TABLE`).
+METRICS: Mapping[str, str] = _TableView(lambda: {m.name: m.direction for m in METRIC_TABLE.values()
+                                                 if m.of == "predictions"})
 #: Measures of the fitted model itself, judged by `max_<measure>` gates only (not per slice, not against the champion).
-OPERATIONAL: Mapping[str, str] = MappingProxyType({"latency_p99_ms": "lower", "model_mb": "lower"})
+OPERATIONAL: Mapping[str, str] = _TableView(lambda: {m.name: m.direction for m in METRIC_TABLE.values()
+                                                     if m.of == "model"})
+#: The metrics computed on test rows for each task (a view of `METRIC_TABLE`).
+TASK_METRICS: Mapping[str, tuple[str, ...]] = _TableView(lambda: {t: tuple(m.name for m in METRIC_TABLE.values()
+                                                                           if t in m.tasks and m.of == "predictions")
+                                                                  for t in TASKS})
 
-
+# %% ../nbs/01_settings.ipynb #c005
 _MISSING: typing.Any = dataclasses.MISSING
 
 
@@ -98,6 +165,12 @@ class Gate:
     metric: str
     bound: str  # "min" or "max"
     threshold: float
+    kind: str = field(default="", compare=False)  # its `GateKind`'s name; empty: the kind its group implies
+
+    @property
+    def key(self) -> str:
+        """The `[gates]` key that sets this gate (`min_roc_auc`)."""
+        return gate_kind_of(self).key_of(self)
 
     def passes(self, value: float) -> bool:
         return value >= self.threshold if self.bound == "min" else value <= self.threshold
@@ -118,17 +191,19 @@ class GateSettings:
       that has at least `slice_min_rows` rows;
     - `bootstrap` resamples, at `confidence`, with `seed`.
     """
-    gates: tuple[Gate, ...] = setting((), "min_<metric> or max_<metric> (max_latency_p99_ms: the single-row p99 "
-                                      "predict latency in ms; max_model_mb: the pickled size), judged on the "
-                                      "held-out test split; all must pass for champion", gate_keys=True)
-    regressions: tuple[Gate, ...] = setting((), "max_regression_<metric>: at most this much worse than the "
-                                            "champion (paired bootstrap on the same test rows)", gate_keys=True)
-    slices: tuple[Gate, ...] = setting((), "slice_min_<metric> / slice_max_<metric>: the bound holds in every "
-                                       "slice of the contract with at least slice_min_rows rows", gate_keys=True)
+    # the gates by group; each key's grammar and doc is its `GateKind`'s (`GATE_KINDS`), which `render_ini` writes
+    gates: tuple[Gate, ...] = setting((), "judged on the model's own values", gate_keys=True)
+    regressions: tuple[Gate, ...] = setting((), "judged against the champion", gate_keys=True)
+    slices: tuple[Gate, ...] = setting((), "judged in every slice", gate_keys=True)
     slice_min_rows: int = setting(50, "slices with fewer test rows are reported but not judged")
     bootstrap: int = setting(1000, "bootstrap resamples for every metric's interval and the paired change")
     confidence: float = setting(0.95, "the intervals' confidence level")
     seed: int = setting(0, "the bootstrap's seed")
+
+    def all_gates(self) -> tuple[Gate, ...]:
+        """Every gate in judging order (gates, regressions, slices), each with its kind set."""
+        return tuple(dataclasses.replace(g, kind=gate_kind_of(g, group).name) for group in _GROUPS
+                     for g in getattr(self, group))
 
 
 @dataclass(frozen=True)
@@ -200,6 +275,86 @@ class MonitoringSettings:
                               "quality; empty: none")
     quality_metrics: tuple[str, ...] = setting((), "live metrics that alert (comma-separated); empty: the metrics "
                                                    "of the [gates] floors")
+
+# %% ../nbs/01_settings.ipynb #x011
+_GROUPS = ("gates", "regressions", "slices")
+
+
+@dataclass(frozen=True)
+class GateKind:
+    """How one kind of `[gates]` key is spelled and documented, and the `GateSettings` tuple its gates go to;
+    `evals` judges it (`evals.register_gate`, under the same name)."""
+    name: str
+    # the key's grammar: `{bound}` is min or max, `{metric}` a metric of the table, `{measure}` a model measure
+    key: str
+    doc: str  # one line, which `render_ini` writes above the [gates] keys of its group
+    group: str = "gates"  # "gates" (the model's own values), "regressions" (against the champion) or "slices"
+    bound: str = "max"  # the bound when `key` has no `{bound}`
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """What `{metric}` or `{measure}` may be in this kind's keys."""
+        return tuple(OPERATIONAL if "{measure}" in self.key else METRICS)
+
+    def spelling(self) -> str:
+        """The grammar as a reader writes it: `min_<metric> / max_<metric>`."""
+        one = self.key.replace("{metric}", "<metric>").replace("{measure}", "<measure>")
+        return " / ".join(one.replace("{bound}", b) for b in ("min", "max")) if "{bound}" in one else one
+
+    def parse(self, key: str) -> tuple[str, str] | None:
+        """(bound, metric) of a key of this kind; None if the key is not of this kind."""
+        import re
+        names = "|".join(re.escape(n) for n in sorted(self.names, key=len, reverse=True))
+        pattern = re.escape(self.key).replace(r"\{bound\}", "(?P<bound>min|max)")
+        pattern = pattern.replace(r"\{metric\}", f"(?P<metric>{names})").replace(r"\{measure\}",
+                                                                              f"(?P<metric>{names})")
+        found = re.fullmatch(pattern, key)
+        return None if found is None else (found.groupdict().get("bound") or self.bound, found["metric"])
+
+    def key_of(self, gate: Gate) -> str:
+        """The `[gates]` key that sets `gate`."""
+        return self.key.format(bound=gate.bound, metric=gate.metric, measure=gate.metric)
+
+
+#: Every gate kind, by name, in the order keys are matched and documented.
+GATE_KINDS: dict[str, GateKind] = {}
+
+
+def register_gate_key(name: str, key: str, doc: str, group: str = "gates", bound: str = "max") -> GateKind:
+    """Declare a kind of `[gates]` key (its grammar and doc); `evals.register_gate` adds its judgement."""
+    if group not in _GROUPS or bound not in ("min", "max"):
+        raise ValueError(f"gate kind {name}: group is one of {_GROUPS}, bound min or max")
+    GATE_KINDS[name] = GateKind(name, key, doc, group, bound)
+    return GATE_KINDS[name]
+
+
+register_gate_key("bound", "{bound}_{metric}", "a floor or ceiling on the metric on the held-out test split; all "
+                  "gates must pass for champion")
+register_gate_key("operational", "max_{measure}", "the fitted model's single-row p99 predict latency in ms "
+                  "(latency_p99_ms) or its pickled size in MB (model_mb)")
+register_gate_key("regression", "max_regression_{metric}", "at most this much worse than the champion (the low end "
+                  "of the paired-bootstrap interval of the change on the same test rows)", "regressions")
+register_gate_key("slice", "slice_{bound}_{metric}", "the bound holds in every slice of the contract with at least "
+                  "slice_min_rows rows", "slices")
+
+
+def match_gate_key(key: str) -> tuple[GateKind, str, str] | None:
+    """The kind, bound and metric of a `[gates]` key; None if no kind spells it."""
+    for kind in GATE_KINDS.values():
+        found = kind.parse(key)
+        if found is not None:
+            return kind, *found
+    return None
+
+
+def gate_kind_of(gate: Gate, group: str = "gates") -> GateKind:
+    """The kind of `gate`: its own, else the first kind of `group` that spells and reads it back."""
+    if gate.kind:
+        return GATE_KINDS[gate.kind]
+    for kind in GATE_KINDS.values():
+        if kind.group == group and kind.parse(kind.key_of(gate)) == (gate.bound, gate.metric):
+            return kind
+    raise SettingsError("gates", f"{gate.bound}_{gate.metric}", gate.threshold, f"no gate kind of {group} judges it")
 
 # %% ../nbs/01_settings.ipynb #c008
 _SECTIONS: dict[str, type] = {
@@ -305,14 +460,9 @@ def _parse_value(section: str, key: str, value: str, typ: typing.Any) -> typing.
         raise SettingsError(section, key, value, f"expected {getattr(typ, '__name__', typ)}: {exc}") from exc
 
 
-def _gate_kind(key: str) -> str:
-    """Which `GateSettings` field a `[gates]` key belongs to: gates, regressions or slices."""
-    return "regressions" if key.startswith("max_regression_") else "slices" if key.startswith("slice_") else "gates"
-
-
 def _parse_gates(values: Mapping[str, str]) -> GateSettings:
-    """Parse `[gates]`: bounds, regression margins, slice bounds and the bootstrap's settings."""
-    gates: dict[str, list[Gate]] = {"gates": [], "regressions": [], "slices": []}
+    """Parse `[gates]`: every gate by its kind's grammar (`GATE_KINDS`), and the bootstrap's settings."""
+    gates: dict[str, list[Gate]] = {group: [] for group in _GROUPS}
     options: dict[str, typing.Any] = {}
     hints = typing.get_type_hints(GateSettings)
     types = {f.name: hints[f.name] for f in dataclasses.fields(GateSettings) if not f.metadata.get("gate_keys")}
@@ -320,19 +470,14 @@ def _parse_gates(values: Mapping[str, str]) -> GateSettings:
         if key in types:
             options[key] = _parse_value("gates", key, value, types[key])
             continue
-        kind = _gate_kind(key)
-        rest = key[len("max_regression_"):] if kind == "regressions" else key[len("slice_"):] if kind == "slices" \
-            else key
-        bound, _, metric = rest.partition("_")
-        if kind == "regressions":
-            bound, metric = "max", rest
-        operational = kind == "gates" and bound == "max" and metric in OPERATIONAL
-        if bound not in ("min", "max") or (metric not in METRICS and not operational):
+        found = match_gate_key(key)
+        if found is None:
             raise SettingsError("gates", key, value,
-                                "unknown gate; use min_<metric>, max_<metric>, max_regression_<metric>, "
-                                f"slice_min_<metric> or slice_max_<metric> with a metric in {sorted(METRICS)}, "
-                                f"max_<measure> with a measure in {sorted(OPERATIONAL)}, or one of {sorted(types)}")
-        gates[kind].append(Gate(metric, bound, _parse_value("gates", key, value, float)))
+                                f"unknown gate; use {', '.join(k.spelling() for k in GATE_KINDS.values())} "
+                                f"with a metric in {sorted(METRICS)} or a measure in {sorted(OPERATIONAL)}, "
+                                f"or one of {sorted(types)}")
+        kind, bound, metric = found
+        gates[kind.group].append(Gate(metric, bound, _parse_value("gates", key, value, float), kind.name))
     if not 0 < options.get("confidence", 0.95) < 1:
         raise SettingsError("gates", "confidence", values.get("confidence"), "must be between 0 and 1, e.g. 0.95")
     if options.get("bootstrap", 1000) < 100:
@@ -454,10 +599,11 @@ def render_ini(values: Mapping[str, Mapping[str, typing.Any]], header: str = "")
         given = {k: v for k, v in values.get(name, {}).items()}
         lines += ["", f"[{name}]"] + _comment(" ".join(_SECTIONS[name].__doc__.split("\n\n")[0].split()))
         for f in dataclasses.fields(_SECTIONS[name]):
-            if f.metadata.get("gate_keys"):
-                keys = [k for k in given if _gate_kind(k) == f.name and k not in {g.name for g in
-                                                                                 dataclasses.fields(GateSettings)}]
-                lines += _comment(f.metadata["doc"]) + [f"{k} = {_ini_value(given.pop(k))}" for k in keys]
+            if f.metadata.get("gate_keys"):  # each kind of the group documented by its own line
+                keys = [k for k in given if (found := match_gate_key(k)) is not None and found[0].group == f.name]
+                lines += [line for kind in GATE_KINDS.values() if kind.group == f.name
+                          for line in _comment(f"{kind.spelling()}: {kind.doc}")]
+                lines += [f"{k} = {_ini_value(given.pop(k))}" for k in keys]
                 continue
             if f.name not in given and f.default is dataclasses.MISSING:
                 raise SettingsError(name, f.name, None, "required key is missing")

@@ -27,8 +27,9 @@ def test_infer_drafts_a_contract_that_the_data_passes(tmp_path):
     one_line_error(cli("contract", "infer", tmp_path / "d.csv", "--target", "defaulted", "-o", tmp_path / "c.yaml"),
                    "exists; pass --force")
     printed = cli("contract", "infer", tmp_path / "d.csv", "--target", "defaulted")
+    # the positive class is drafted explicitly (the label 1), so what precision and recall mean is in the file
     assert printed.returncode == 0 and yaml.safe_load(printed.stdout)["target"] == {"column": "defaulted",
-                                                                                     "task": "binary"}
+                                                                                     "task": "binary", "positive": 1}
 
 
 def test_check_reports_every_violation_with_examples_and_exits_1(demo_project):
