@@ -49,8 +49,7 @@ def client(settings: Settings) -> MlflowClient:
 
 @contextmanager
 def using_store(settings: Settings | str) -> Iterator[str]:
-    """Point MLflow's process-wide tracking and registry URIs at the project's store (or a store URI) inside the
-    block only, for MLflow's fluent APIs, which read nothing else; then restore the previous ones. Yields the URI."""
+    """Set MLflow's process-wide tracking and registry URIs to the store's (settings or a URI) inside the block only."""
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
     before = tracking_utils._tracking_uri, registry_utils._registry_uri  # None when never set
@@ -102,8 +101,7 @@ def start_run(settings: Settings, name: str, tags: Mapping[str, str] | None = No
 def ensure_run(settings: Settings, run_id: str, name: str) -> str:
     """Use the pipeline's run if one was passed in; otherwise (a notebook run by hand) start a new one."""
     if run_id:
-        experiment_id(settings)
-        client(settings)
+        experiment_id(settings)  # created on first use, as a started run would
         _RUN_STORES[run_id] = settings.tracking_uri
         return run_id
     return start_run(settings, name, {"ml_lifecycle.interactive": "true"})
@@ -221,8 +219,7 @@ def log_model(run_id: str, model: Any, contract: Contract, tags: Mapping[str, st
 
 
 def load_pyfunc(model_uri: str, settings: Settings | None = None) -> Any:
-    """Load a logged model as MLflow's pyfunc (signature and contract enforced on `predict`); a `models:/` URI
-    is looked up in the `settings`' store."""
+    """Load a logged model as MLflow's pyfunc (signature and contract enforced), from the `settings`' store."""
     if settings is None:
         return mlflow.pyfunc.load_model(model_uri)
     with using_store(settings):
