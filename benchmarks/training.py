@@ -98,7 +98,6 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-training-"))
     settings = settings_from_raw({"project": {"name": "bench"}, "data": {"path": "d.csv", "contract": "c.yaml"},
                                   "registry": {"model_name": "bench"}}, tmp)
-    tracking.connect(settings)
     print(f"{len(train)} training rows, {args.epochs} epochs, batch {BATCH}, network {HIDDEN}, "
           f"torch {torch.__version__} on {torch.get_num_threads()} threads")
     ours_t, fit_t, plain_t = [], [], []

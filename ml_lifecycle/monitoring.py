@@ -370,12 +370,10 @@ def load_reference(settings: Any, version: str) -> tuple[Profile, dict[str, Any]
     """The reference profile and the offline evaluation of a registered version, from its MLflow run."""
     from pathlib import Path
 
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from ml_lifecycle.tracking import connect
-    connect(settings)
-    client = MlflowClient()
+    from ml_lifecycle.tracking import client as store_client
+    client = store_client(settings)
     name = settings.registry.model_name
     try:
         run_id = client.get_model_version(name, str(version)).run_id

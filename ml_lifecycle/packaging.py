@@ -26,7 +26,6 @@ from typing import Any
 import bentoml
 import cloudpickle
 import yaml
-from mlflow import MlflowClient
 
 from .contracts import breaking_changes
 from .display import Displayable
@@ -35,7 +34,7 @@ from .files import atomic_write_text, git_commit
 from .registry import current_user, resolve_version, version_contract
 from .serving import CONTRACT_FILE, MODEL_FILE
 from .settings import Settings
-from .tracking import connect, load_model, model_requirements
+from .tracking import client, load_model, model_requirements
 
 # %% auto #0
 __all__ = ['bento_name', 'bento_tag', 'export_model', 'bentoml_env', 'build_bento', 'Deployment', 'deploy', 'current_deployment',
@@ -59,12 +58,11 @@ def bento_tag(settings: Settings, version: str, run_id: str) -> str:
 # %% ../nbs/20_packaging.ipynb #n008
 def export_model(settings: Settings, version: str) -> str:
     """Copy a registered version's pipeline and contract into the BentoML model store; return its tag."""
-    connect(settings)
     name = settings.registry.model_name
-    client = MlflowClient()
-    mv = client.get_model_version(name, version)
-    model = load_model(f"models:/{name}/{version}")
-    contract_path = client.download_artifacts(mv.run_id, "contract/contract.yaml")
+    store = client(settings)
+    mv = store.get_model_version(name, version)
+    model = load_model(f"models:/{name}/{version}", settings)
+    contract_path = store.download_artifacts(mv.run_id, "contract/contract.yaml")
     contract = yaml.safe_load(Path(contract_path).read_text())
     labels = {"model_name": name, "model_version": str(version), "mlflow_run_id": mv.run_id,
               "contract_version": str(contract.get("version", ""))}
@@ -135,8 +133,7 @@ def build_bento(settings: Settings, version: str, alias: str = "", challenger: s
         _check_challenger(settings, str(version), str(challenger))
     if mode == "canary" and not 0 <= fraction <= 1:
         raise RegistryError(f"canary fraction {fraction} is not between 0 and 1")
-    connect(settings)
-    run_id = MlflowClient().get_model_version(settings.registry.model_name, str(version)).run_id
+    run_id = client(settings).get_model_version(settings.registry.model_name, str(version)).run_id
     tag = bento_tag(settings, version, run_id) + (f"-{mode}-v{challenger}" if challenger else "")
     wanted = {"model_name": settings.registry.model_name, "model_version": str(version), "mlflow_run_id": run_id,
               "challenger_version": str(challenger or "none"), "mode": mode,
@@ -239,8 +236,7 @@ class Package(Displayable):
 
 def version_aliases(settings: Settings, version: str) -> list[str]:
     """The aliases that point at a registered version, sorted."""
-    connect(settings)
-    return sorted(MlflowClient().get_model_version(settings.registry.model_name, str(version)).aliases)
+    return sorted(client(settings).get_model_version(settings.registry.model_name, str(version)).aliases)
 
 
 def package_version(settings: Settings, version: str | None = None, alias: str | None = None,

@@ -106,7 +106,7 @@ def frame_predictions(settings: Settings, version: str, data: pd.DataFrame) -> l
     from ml_lifecycle.serving import predict_records
     from ml_lifecycle.tracking import load_model
     try:
-        model = load_model(f"models:/{settings.registry.model_name}/{version}")
+        model = load_model(f"models:/{settings.registry.model_name}/{version}", settings)
         return predict_records(model, version_contract(settings, version), data.to_dict("records"))
     except (LifecycleError, MlflowException, KeyError, ValueError, TypeError):
         return None
@@ -184,16 +184,14 @@ class ModelCard(Displayable):
 
 def model_card(settings: Settings, version: str) -> ModelCard:
     """The model card logged with a registered version's MLflow run (by the card step)."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from ml_lifecycle.errors import ModelNotFound
     from ml_lifecycle.registry import resolve_version
-    from ml_lifecycle.tracking import connect
+    from ml_lifecycle.tracking import client as store_client
     version = resolve_version(settings, version=version) if str(version).isdigit() else \
         resolve_version(settings, alias=version)
-    connect(settings)
-    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+    client = store_client(settings)
     run_id = client.get_model_version(settings.registry.model_name, version).run_id
     try:
         md = Path(client.download_artifacts(run_id, "model_card/model_card.md")).read_text()
@@ -253,12 +251,10 @@ class Project:
 
     @cached_property
     def client(self) -> Any:
-        """The MLflow tracking and registry client of the project's store."""
-        from mlflow import MlflowClient
-
-        from ml_lifecycle.tracking import connect
-        connect(self.settings)
-        return MlflowClient(self.settings.tracking_uri, self.settings.tracking_uri)
+        """The MLflow tracking and registry client of the project's store: the one every method's library call
+        uses (built once per store from settings; MLflow's process-wide URIs are never set for good)."""
+        from ml_lifecycle.tracking import client
+        return client(self.settings)
 
     # -- running
     def run(self, force: bool = False, until: str | None = None, only: str | None = None, from_: str | None = None,

@@ -91,7 +91,7 @@ def champion_predictions(settings: Settings, champion: tuple[str, Contract] | No
         return None
     version, contract = champion
     try:
-        model = load_model(f"models:/{settings.registry.model_name}/{version}")
+        model = load_model(f"models:/{settings.registry.model_name}/{version}", settings)
         X, y = xy(test, contract)
         return predict(model, X, y, task, positive)
     except (LifecycleError, MlflowException, KeyError, ValueError, OSError):
@@ -192,7 +192,7 @@ def judge_version(settings: Settings, version: str) -> Evaluation:
     contract = registry.version_contract(settings, version)
     experiment = project_experiment(settings)
     train, test = project_split(settings, contract, experiment)
-    model = load_model(f"models:/{settings.registry.model_name}/{version}")
+    model = load_model(f"models:/{settings.registry.model_name}/{version}", settings)
     evaluation = evaluate_model(settings, contract, model, test, experiment)
     trained_on = registry.version_tags(settings, version).get("train.fingerprint")
     return replace(evaluation, verdict=evaluation.verdict.with_result(split_gate(trained_on, train)))

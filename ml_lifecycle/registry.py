@@ -24,7 +24,8 @@ from .display import Displayable, status
 from .errors import ModelNotFound, RegistryError
 from .evals import Verdict
 from .settings import Settings
-from .tracking import connect
+from .tracking import client as _client  # the store's one client, built from settings
+from .tracking import using_store
 
 # %% auto #0
 __all__ = ['HISTORY_PREFIX', 'resolve_version', 'alias_version', 'version_contract', 'version_tags', 'describe_version', 'Event',
@@ -32,11 +33,6 @@ __all__ = ['HISTORY_PREFIX', 'resolve_version', 'alias_version', 'version_contra
            'Registered', 'register_model', 'champion_contract']
 
 # %% ../nbs/13_registry.ipynb #c005
-def _client(settings: Settings) -> MlflowClient:
-    connect(settings)
-    return MlflowClient(settings.tracking_uri, settings.tracking_uri)
-
-
 def _versions(client: MlflowClient, name: str) -> list[str]:
     try:
         return sorted((str(mv.version) for mv in client.search_model_versions(f"name = '{name}'")), key=int)
@@ -276,8 +272,9 @@ def register_model(settings: Settings, model_uri: str, run_id: str, verdict: Ver
             client.create_registered_model(reg.model_name)
         all_tags = {**dict(tags or {}), "gates.passed": str(verdict.passed).lower(),
                     "gates.verdict": json.dumps(verdict.to_dict())}
-        mv = client.create_model_version(reg.model_name, model_uri, run_id=run_id, tags=all_tags,
-                                         model_id=model_uri.split("models:/", 1)[-1] if model_uri.startswith("models:/m-") else None)
+        with using_store(settings):  # MLflow resolves a `models:/m-...` source through the process-wide URI
+            mv = client.create_model_version(reg.model_name, model_uri, run_id=run_id, tags=all_tags,
+                                             model_id=model_uri.split("models:/", 1)[-1] if model_uri.startswith("models:/m-") else None)
         client.set_registered_model_alias(reg.model_name, reg.challenger_alias, mv.version)
     except MlflowException as exc:
         raise RegistryError(f"registering {model_uri} as {reg.model_name} failed: {exc.message}") from exc

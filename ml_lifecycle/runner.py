@@ -208,13 +208,13 @@ def _new_run_dir(settings: Settings) -> Path:
     return run_dir
 
 
-def _finish_tracking(record: RunRecord, executed: list[StepRecord]) -> None:
+def _finish_tracking(settings: Settings, record: RunRecord, executed: list[StepRecord]) -> None:
     if not record.mlflow_run_id:
         return
     from ml_lifecycle.tracking import end_run, log_files
-    log_files(record.mlflow_run_id, [r.notebook for r in executed if r.notebook], "notebooks")
-    log_files(record.mlflow_run_id, [Path(record.run_dir) / "run.json"])
-    end_run(record.mlflow_run_id, "FINISHED" if record.status == "done" else "FAILED")
+    log_files(record.mlflow_run_id, [r.notebook for r in executed if r.notebook], "notebooks", settings)
+    log_files(record.mlflow_run_id, [Path(record.run_dir) / "run.json"], settings=settings)
+    end_run(record.mlflow_run_id, "FINISHED" if record.status == "done" else "FAILED", settings)
 
 
 def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, from_step: str | None = None,
@@ -335,7 +335,7 @@ def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, fro
             pool.close()
         record.seconds = round(time.perf_counter() - t_run, 3)
         record.write()
-        _finish_tracking(record, [r for r in records.values() if r.status in ("done", "failed")])
+        _finish_tracking(settings, record, [r for r in records.values() if r.status in ("done", "failed")])
     return record
 
 

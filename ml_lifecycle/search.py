@@ -193,13 +193,13 @@ def _optimize(raw: Mapping[str, Mapping[str, str]], root: str, contract: Contrac
             value = float(np.nanmean(folds_scores))
             status = "FINISHED"
             if child:
-                _log_child(child, {f"cv.{metric}": value, **{f"cv.{metric}.fold{k}": v
+                _log_child(settings, child, {f"cv.{metric}": value, **{f"cv.{metric}.fold{k}": v
                                                               for k, v in enumerate(folds_scores)}})
             return value
         except optuna.TrialPruned:
             status = "KILLED"
             if child and scores:
-                _log_child(child, {f"cv.{metric}.running": scores[-1]})
+                _log_child(settings, child, {f"cv.{metric}.running": scores[-1]})
             raise
         except TrainingError as exc:
             errors.append(f"trial {trial.number} {params}: {exc}")
@@ -207,7 +207,7 @@ def _optimize(raw: Mapping[str, Mapping[str, str]], root: str, contract: Contrac
         finally:
             if child:
                 from ml_lifecycle.tracking import end_run
-                end_run(child, status)
+                end_run(child, status, settings)
 
     study.optimize(trial_fn, n_trials=n_trials, timeout=experiment.search.timeout, catch=(TrainingError,))
     return errors
@@ -260,10 +260,10 @@ def _child_run(settings: Settings, parent: str | None, number: int, params: dict
         return None
     from ml_lifecycle.tracking import log_params, start_run
     run_id = start_run(settings, f"trial-{number}", {"mlflow.parentRunId": parent, "ml_lifecycle.trial": str(number)})
-    log_params(run_id, {f"param.{k}": v for k, v in params.items()})
+    log_params(run_id, {f"param.{k}": v for k, v in params.items()}, settings)
     return run_id
 
 
-def _log_child(run_id: str, metrics: dict[str, float]) -> None:
+def _log_child(settings: Settings, run_id: str, metrics: dict[str, float]) -> None:
     from ml_lifecycle.tracking import log_metrics
-    log_metrics(run_id, {k: v for k, v in metrics.items() if v == v})
+    log_metrics(run_id, {k: v for k, v in metrics.items() if v == v}, settings=settings)

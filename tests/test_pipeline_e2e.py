@@ -77,8 +77,10 @@ def test_demo_run_registers_a_champion(demo_runs):
     assert artifacts == {f"notebooks/{n}" for n in names}
     assert {a.path for a in client.list_artifacts(run.info.run_id, "contract")} == {"contract/contract.yaml"}
     import mlflow
-    mlflow.set_tracking_uri(f"sqlite:///{project.resolve()}/mlflow.db")
-    info = mlflow.models.get_model_info(json.loads(product(run_dir, "train", "model_info").read_text())["model_uri"])
+
+    from ml_lifecycle.tracking import using_store
+    with using_store(f"sqlite:///{project.resolve()}/mlflow.db"):
+        info = mlflow.models.get_model_info(json.loads(product(run_dir, "train", "model_info").read_text())["model_uri"])
     assert {c["name"] for c in info.signature.inputs.to_dict()} >= {"age", "income", "region"}
 
 

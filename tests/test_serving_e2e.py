@@ -82,8 +82,7 @@ def served_v1(bentos):
 def _pyfunc(project: Path, version: str):
     import ml_lifecycle as ml
     from ml_lifecycle import tracking
-    tracking.connect(ml.load_settings(project / "settings.ini", env={}))
-    return tracking.load_pyfunc(f"models:/demo_model/{version}")
+    return tracking.load_pyfunc(f"models:/demo_model/{version}", ml.load_settings(project / "settings.ini", env={}))
 
 
 def test_one_bad_row_is_rejected_identically_at_all_three_enforcement_points(demo_runs, served_v1):

@@ -61,7 +61,7 @@ def test_demo_sweep_on_a_local_cluster(tmp_path):
     assert all(row["worker"].startswith("inproc://") for row in rows)  # the LocalCluster's worker threads
 
     uri = f"sqlite:///{project}/mlflow.db"
-    client = MlflowClient(uri, registry_uri=uri)  # explicit: other tests in this process set MLflow globals
+    client = MlflowClient(uri, registry_uri=uri)
     exp = client.get_experiment_by_name("demo").experiment_id
     parent = client.search_runs([exp], "tags.`ml_lifecycle.sweep` = 'true'")[0]
     children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +14,7 @@ from ml_lifecycle.contracts import infer_contract
 from ml_lifecycle.data import make_demo_data, split
 from ml_lifecycle.evals import compute_metrics, predict
 from ml_lifecycle.experiment import experiment_from_dict
-from ml_lifecycle.tracking import load_pyfunc
+from ml_lifecycle.tracking import load_pyfunc, using_store
 from ml_lifecycle.training import train_model, xy
 
 TRAINERS = {"sklearn": {"trainer": "hist_gradient_boosting", "params": {"max_iter": 40}},
@@ -76,6 +75,6 @@ def test_pipeline_retrained_from_scratch_reproduces_metrics_and_model(tmp_path):
         results.append((evaluation["metrics"], evaluation["intervals"], info["model_uri"]))
     (m1, i1, uri1), (m2, i2, uri2) = results
     assert m1 == m2 and i1 == i2 and uri1 != uri2  # two trained and logged models, identical evidence
-    mlflow.set_tracking_uri(f"sqlite:///{project}/mlflow.db")
     rows = pd.read_csv(project / "data" / "demo.csv").drop(columns="defaulted").head(200)
-    assert load_pyfunc(uri1).predict(rows).equals(load_pyfunc(uri2).predict(rows))
+    with using_store(f"sqlite:///{project}/mlflow.db"):
+        assert load_pyfunc(uri1).predict(rows).equals(load_pyfunc(uri2).predict(rows))
