@@ -23,18 +23,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import bentoml
-import cloudpickle
 import yaml
 
-from .contracts import breaking_changes
 from .display import Displayable
 from .errors import LifecycleError, RegistryError
 from .files import atomic_write_text, git_commit
 from .registry import current_user, resolve_version, version_contract
-from .serving import CONTRACT_FILE, MODEL_FILE
 from .settings import Settings
-from .tracking import client, load_model, model_requirements
+
+# BentoML, cloudpickle, MLflow and the service module are imported by the functions that use them, so reading
+# the deployment pointer (`current_deployment`, what `history` and `monitor` need) costs no BentoML import
 
 # %% auto #0
 __all__ = ['bento_name', 'bento_tag', 'export_model', 'bentoml_env', 'build_bento', 'Deployment', 'deploy', 'current_deployment',
@@ -58,6 +56,11 @@ def bento_tag(settings: Settings, version: str, run_id: str) -> str:
 # %% ../nbs/20_packaging.ipynb #n008
 def export_model(settings: Settings, version: str) -> str:
     """Copy a registered version's pipeline and contract into the BentoML model store; return its tag."""
+    import bentoml
+    import cloudpickle
+
+    from ml_lifecycle.serving import CONTRACT_FILE, MODEL_FILE
+    from ml_lifecycle.tracking import client, load_model, model_requirements
     name = settings.registry.model_name
     store = client(settings)
     mv = store.get_model_version(name, version)
@@ -108,6 +111,7 @@ def _build_context(bentofile: Path, dest: Path, requirements: tuple[str, ...] | 
 def _check_challenger(settings: Settings, version: str, challenger: str) -> None:
     """A challenger served beside `version` gets the requests `version`'s contract accepts: refuse one whose contract
     wants other features or breaks that contract (it would score imputed or rejected values)."""
+    from ml_lifecycle.contracts import breaking_changes
     old, new = version_contract(settings, version), version_contract(settings, challenger)
     breaking = [f"{c.column}: {c.what}" for c in breaking_changes(old, new)]
     extra = sorted({c.name for c in new.features} - {c.name for c in old.features})
@@ -126,6 +130,9 @@ def build_bento(settings: Settings, version: str, alias: str = "", challenger: s
     `bentoml build` runs in a fresh process: the service module must be imported *with* the `model_tag`
     argument set, so that its `BentoModel` is declared and packaged inside the Bento.
     """
+    import bentoml
+
+    from ml_lifecycle.tracking import client
     if (mode == "single") != (challenger is None) or mode not in ("single", "shadow", "canary"):
         raise RegistryError(f"mode '{mode}' needs {'no' if mode == 'single' else 'a'} challenger version")
     fraction = settings.serving.canary_fraction if fraction is None else fraction
@@ -236,6 +243,7 @@ class Package(Displayable):
 
 def version_aliases(settings: Settings, version: str) -> list[str]:
     """The aliases that point at a registered version, sorted."""
+    from ml_lifecycle.tracking import client
     return sorted(client(settings).get_model_version(settings.registry.model_name, str(version)).aliases)
 
 
@@ -244,6 +252,7 @@ def package_version(settings: Settings, version: str | None = None, alias: str |
                     deploy_it: bool = False, by: str | None = None) -> Package:
     """Build the Bento of a version (by number, or the one `alias` points at; default champion), optionally
     with a shadow or canary challenger, and deploy it if `deploy_it`."""
+    import bentoml
     if fraction is not None and not canary:
         raise LifecycleError("--fraction is the canary's share of requests: it needs --canary VERSION")
     if shadow and canary:
@@ -283,6 +292,7 @@ class ServeCommand:
 def serve_command(settings: Settings, tag: str | None = None, alias: str | None = None,
                   port: int | None = None) -> ServeCommand:
     """The command serving `tag`, or the Bento of `alias`'s version, or by default the deployed Bento."""
+    import bentoml
     deployed = None if tag or alias else current_deployment(settings)
     if not tag:
         if deployed is not None:

@@ -290,8 +290,10 @@ class Project:
 
     # -- the registry
     def history(self) -> Any:
-        from ml_lifecycle.promotion import champion_history
-        return champion_history(self.settings)
+        """Every champion move, where the alias points now, and the deployed Bento (like `ml-lifecycle history`)."""
+        from ml_lifecycle.packaging import current_deployment
+        from ml_lifecycle.registry import champion_history
+        return champion_history(self.settings, current_deployment(self.settings))
 
     def evaluate(self, version: str) -> Any:
         """Judge a registered version (number or alias) on the project's test split, as `promote` would."""

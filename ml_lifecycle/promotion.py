@@ -7,7 +7,6 @@ champion with every move recorded."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +33,7 @@ if TYPE_CHECKING:  # packaging imports BentoML: loaded only when a promotion dep
 # %% auto #0
 __all__ = ['GATE_COLUMNS', 'Evaluation', 'champion_predictions', 'select_metrics', 'evaluation_slices', 'evaluate_model',
            'project_split', 'split_gate', 'version_of', 'judge_version', 'Promotion', 'gate_rows', 'verdict_text',
-           'redeploy_if_stale', 'promote', 'previous_champion', 'rollback', 'ChampionHistory', 'champion_history']
+           'redeploy_if_stale', 'promote', 'previous_champion', 'rollback']
 
 # %% ../nbs/21_promotion.ipynb #n005
 @dataclass(frozen=True)
@@ -321,69 +320,3 @@ def rollback(settings: Settings, reason: str = "", by: str | None = None, deploy
     event = registry.move_alias(settings, alias, previous, "rollback", reason or f"rolled back from version {current}",
                                 by=by)
     return Promotion("rollback", previous, alias, event, None, _deploy(settings, previous, by) if deploy else None)
-
-# %% ../nbs/21_promotion.ipynb #n013
-@dataclass(frozen=True)
-class ChampionHistory(Displayable):
-    """The append-only history of the champion alias, where it points now, and what is deployed."""
-    model_name: str
-    alias: str
-    events: tuple[Event, ...]
-    current: str | None = None
-    drift: str = ""
-    deployment: Deployment | None = None
-    tracking_uri: str = ""
-
-    def __iter__(self) -> Iterator[Event]:
-        return iter(self.events)
-
-    def __len__(self) -> int:
-        return len(self.events)
-
-    def __getitem__(self, i: int) -> Event:
-        return self.events[i]
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([e.to_dict() for e in self.events], columns=list(Event.__dataclass_fields__))
-
-    def to_json_lines(self) -> str:
-        """One JSON object per event, oldest first."""
-        return "\n".join(json.dumps(e.to_dict()) for e in self.events)
-
-    def to_text(self) -> str:
-        lines = [f"history of {self.model_name} ({len(self.events)} event(s), oldest first; tracking "
-                 f"{self.tracking_uri})", *("  " + e.line() for e in self.events),
-                 f"{self.alias} now: " + (f"v{self.current}" if self.current else "none")]
-        if self.drift:
-            lines.append(f"warning: {self.drift}")
-        if (d := self.deployment) is not None:
-            lines.append(f"deployed: Bento {d.bento} (model version {d.model_version}, since {d.at}, by {d.by})")
-        return "\n".join(lines)
-
-    def _title(self) -> str:
-        return f"history of {self.model_name}"
-
-    def _facts(self) -> dict[str, Any]:
-        d = self.deployment
-        return {f"{self.alias} now": f"v{self.current}" if self.current else "none",
-                **({"warning": self.drift} if self.drift else {}),
-                **({"deployed": f"{d.bento} (model version {d.model_version}, since {d.at}, by {d.by})"} if d else {})}
-
-    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
-        rows = [{"at": e.at, "action": e.action, "from": e.from_version, "to": e.to_version, "by": e.by,
-                 "forced": e.forced, "reason": e.reason} for e in self.events]
-        return [("events", rows, ["at", "action", "from", "to", "by", "forced", "reason"])]
-
-
-def champion_history(settings: Settings) -> ChampionHistory:
-    """Read the champion's history, its current version and the deployment pointer."""
-    from ml_lifecycle.packaging import current_deployment
-    alias = settings.registry.champion_alias
-    events = tuple(registry.history(settings))
-    try:
-        current = resolve_version(settings, alias=alias)
-    except ModelNotFound:
-        current = None
-    drift = registry.alias_drift(alias, registry.champion_chain(events, alias), current)
-    return ChampionHistory(settings.registry.model_name, alias, events, current, drift, current_deployment(settings),
-                           settings.tracking_uri)

@@ -10,30 +10,37 @@ import getpass
 import json
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
-from .contracts import Contract, load_contract
 from .display import Displayable, status
 from .errors import ModelNotFound, RegistryError
-from .evals import Verdict
 from .settings import Settings
-from .tracking import client as _client  # the store's one client, built from settings
-from .tracking import using_store
+
+if TYPE_CHECKING:  # MLflow, pandas and the evaluation load when a function needs them: `history` stays fast
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from ml_lifecycle.contracts import Contract
+    from ml_lifecycle.evals import Verdict
+
+
+def _client(settings: Settings) -> MlflowClient:
+    """The store's one client, built from settings (`tracking.client`)."""
+    from ml_lifecycle.tracking import client
+    return client(settings)
 
 # %% auto #0
 __all__ = ['HISTORY_PREFIX', 'resolve_version', 'alias_version', 'version_contract', 'version_tags', 'describe_version', 'Event',
-           'History', 'current_user', 'record_event', 'history', 'champion_chain', 'alias_drift', 'move_alias',
-           'Registered', 'register_model', 'champion_contract']
+           'History', 'current_user', 'record_event', 'ModelRecord', 'model_record', 'history', 'champion_chain',
+           'alias_drift', 'move_alias', 'Registered', 'register_model', 'champion_contract', 'ChampionHistory',
+           'champion_history']
 
 # %% ../nbs/13_registry.ipynb #c005
 def _versions(client: MlflowClient, name: str) -> list[str]:
+    from mlflow.exceptions import MlflowException
     try:
         return sorted((str(mv.version) for mv in client.search_model_versions(f"name = '{name}'")), key=int)
     except MlflowException:
@@ -42,6 +49,7 @@ def _versions(client: MlflowClient, name: str) -> list[str]:
 
 def resolve_version(settings: Settings, version: str | None = None, alias: str | None = None) -> str:
     """A registry version number from a number, or from an alias (default: the champion alias)."""
+    from mlflow.exceptions import MlflowException
     name = settings.registry.model_name
     client = _client(settings)
     try:
@@ -62,6 +70,7 @@ def alias_version(settings: Settings, alias: str) -> str:
 
 def version_contract(settings: Settings, version: str) -> Contract:
     """The data contract a registered version was trained on (the `contract/contract.yaml` of its run)."""
+    from mlflow.exceptions import MlflowException
     client = _client(settings)
     mv = client.get_model_version(settings.registry.model_name, str(version))
     try:
@@ -69,6 +78,7 @@ def version_contract(settings: Settings, version: str) -> Contract:
     except (MlflowException, OSError) as exc:
         raise RegistryError(f"version {mv.version} of '{settings.registry.model_name}' has no readable contract "
                             f"artifact in run {mv.run_id}: {exc}") from exc
+    from ml_lifecycle.contracts import load_contract
     return load_contract(path)
 
 
@@ -147,6 +157,7 @@ class History(Displayable, list):
         self.model = model
 
     def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
         """One row per event: when, what, which versions, who, the gates, forced, why."""
         cols = ["at", "action", "alias", "from_version", "to_version", "by", "gates", "forced", "reason"]
         return pd.DataFrame([{**{k: getattr(e, k) for k in cols if k != "gates"}, "gates": e.gates} for e in self],
@@ -179,15 +190,54 @@ def record_event(settings: Settings, event: Event) -> None:
     _client(settings).set_registered_model_tag(settings.registry.model_name, key, json.dumps(event.to_dict()))
 
 
-def history(settings: Settings) -> History:
-    """Every recorded event of the registered model, oldest first."""
-    client = _client(settings)
-    name = settings.registry.model_name
+@dataclass(frozen=True)
+class ModelRecord:
+    """A registered model's tags (its history among them) and aliases, read at once."""
+    tags: Mapping[str, str]
+    aliases: Mapping[str, str]  # alias -> version
+
+
+def _sqlite_record(uri: str, name: str) -> ModelRecord | None:
+    """The record read straight from a local sqlite store, read-only; None where that cannot be done."""
+    import sqlite3
+    from pathlib import Path
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///"):])
+    if not db.is_file():
+        return None
     try:
-        tags = client.get_registered_model(name).tags
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            tags = dict(con.execute("SELECT key, value FROM registered_model_tags WHERE name = ?", (name,)))
+            aliases = {a: str(v) for a, v in con.execute(
+                "SELECT alias, version FROM registered_model_aliases WHERE name = ?", (name,))}
+        finally:
+            con.close()
+    except sqlite3.Error:  # an older or newer schema, a locked file: MLflow's client reads it instead
+        return None
+    return ModelRecord(tags, aliases)
+
+
+def model_record(settings: Settings) -> ModelRecord:
+    """The registered model's tags and aliases in one read (empty if it is not registered yet)."""
+    name = settings.registry.model_name
+    fast = _sqlite_record(settings.tracking_uri, name)
+    if fast is not None:
+        return fast
+    from mlflow.exceptions import MlflowException
+    try:
+        model = _client(settings).get_registered_model(name)
     except MlflowException:
-        return History((), name)
-    return History((Event.from_dict(json.loads(tags[k])) for k in sorted(tags) if k.startswith(HISTORY_PREFIX)), name)
+        return ModelRecord({}, {})
+    return ModelRecord(dict(model.tags), {a: str(v) for a, v in model.aliases.items()})
+
+
+def history(settings: Settings, record: ModelRecord | None = None) -> History:
+    """Every recorded event of the registered model, oldest first."""
+    tags = (record or model_record(settings)).tags
+    return History((Event.from_dict(json.loads(tags[k])) for k in sorted(tags) if k.startswith(HISTORY_PREFIX)),
+                   settings.registry.model_name)
 
 
 def champion_chain(events: Sequence[Event], alias: str = "champion") -> list[str]:
@@ -227,6 +277,7 @@ def _compact(verdict: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def move_alias(settings: Settings, alias: str, version: str, action: str, reason: str = "", forced: bool = False,
                verdict: Verdict | Mapping[str, Any] | None = None, by: str | None = None) -> Event:
     """Point `alias` at `version` and append the event to the history."""
+    from mlflow.exceptions import MlflowException
     name = settings.registry.model_name
     client = _client(settings)
     try:
@@ -234,7 +285,7 @@ def move_alias(settings: Settings, alias: str, version: str, action: str, reason
     except MlflowException:
         previous = None
     event = Event(action, alias, previous, str(version), by or current_user(), _now(), reason, forced,
-                  _compact(verdict.to_dict() if isinstance(verdict, Verdict) else verdict))
+                  _compact(verdict.to_dict() if hasattr(verdict, "to_dict") else verdict))
     try:
         client.set_registered_model_alias(name, alias, str(version))
     except MlflowException as exc:
@@ -263,6 +314,7 @@ class Registered:
 def register_model(settings: Settings, model_uri: str, run_id: str, verdict: Verdict,
                    tags: Mapping[str, str] | None = None, reason: str = "") -> Registered:
     """Create a model version; alias it challenger, and champion (recorded in the history) if the verdict passed."""
+    from mlflow.exceptions import MlflowException
     reg = settings.registry
     client = _client(settings)
     try:
@@ -272,6 +324,7 @@ def register_model(settings: Settings, model_uri: str, run_id: str, verdict: Ver
             client.create_registered_model(reg.model_name)
         all_tags = {**dict(tags or {}), "gates.passed": str(verdict.passed).lower(),
                     "gates.verdict": json.dumps(verdict.to_dict())}
+        from ml_lifecycle.tracking import using_store
         with using_store(settings):  # MLflow resolves a `models:/m-...` source through the process-wide URI
             mv = client.create_model_version(reg.model_name, model_uri, run_id=run_id, tags=all_tags,
                                              model_id=model_uri.split("models:/", 1)[-1] if model_uri.startswith("models:/m-") else None)
@@ -288,9 +341,74 @@ def register_model(settings: Settings, model_uri: str, run_id: str, verdict: Ver
 # %% ../nbs/13_registry.ipynb #c013
 def champion_contract(settings: Settings) -> tuple[str, Contract] | None:
     """(version, contract) of the current champion; None if there is no champion yet."""
+    from mlflow.exceptions import MlflowException
     client = _client(settings)
     try:
         mv = client.get_model_version_by_alias(settings.registry.model_name, settings.registry.champion_alias)
     except MlflowException:
         return None
     return str(mv.version), version_contract(settings, str(mv.version))
+
+# %% ../nbs/13_registry.ipynb #x021
+@dataclass(frozen=True)
+class ChampionHistory(Displayable):
+    """The append-only history of the champion alias, where it points now, and what is deployed."""
+    model_name: str
+    alias: str
+    events: tuple[Event, ...]
+    current: str | None = None
+    drift: str = ""
+    deployment: Any = None  # the deployment pointer (`packaging.Deployment`), if any
+    tracking_uri: str = ""
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __getitem__(self, i: int) -> Event:
+        return self.events[i]
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+        return pd.DataFrame([e.to_dict() for e in self.events], columns=list(Event.__dataclass_fields__))
+
+    def to_json_lines(self) -> str:
+        """One JSON object per event, oldest first."""
+        return "\n".join(json.dumps(e.to_dict()) for e in self.events)
+
+    def to_text(self) -> str:
+        lines = [f"history of {self.model_name} ({len(self.events)} event(s), oldest first; tracking "
+                 f"{self.tracking_uri})", *("  " + e.line() for e in self.events),
+                 f"{self.alias} now: " + (f"v{self.current}" if self.current else "none")]
+        if self.drift:
+            lines.append(f"warning: {self.drift}")
+        if (d := self.deployment) is not None:
+            lines.append(f"deployed: Bento {d.bento} (model version {d.model_version}, since {d.at}, by {d.by})")
+        return "\n".join(lines)
+
+    def _title(self) -> str:
+        return f"history of {self.model_name}"
+
+    def _facts(self) -> dict[str, Any]:
+        d = self.deployment
+        return {f"{self.alias} now": f"v{self.current}" if self.current else "none",
+                **({"warning": self.drift} if self.drift else {}),
+                **({"deployed": f"{d.bento} (model version {d.model_version}, since {d.at}, by {d.by})"} if d else {})}
+
+    def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        rows = [{"at": e.at, "action": e.action, "from": e.from_version, "to": e.to_version, "by": e.by,
+                 "forced": e.forced, "reason": e.reason} for e in self.events]
+        return [("events", rows, ["at", "action", "from", "to", "by", "forced", "reason"])]
+
+
+def champion_history(settings: Settings, deployment: Any = None) -> ChampionHistory:
+    """The champion's history, its current version and (given by the caller) the deployment pointer, read at once."""
+    alias = settings.registry.champion_alias
+    record = model_record(settings)
+    events = tuple(history(settings, record))
+    current = record.aliases.get(alias)
+    drift = alias_drift(alias, champion_chain(events, alias), current)
+    return ChampionHistory(settings.registry.model_name, alias, events, current, drift, deployment,
+                           settings.tracking_uri)
