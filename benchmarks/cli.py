@@ -50,7 +50,7 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str], repeat: int, ok: tuple
 
 def few_requests(project: Path, model_version: str) -> None:
     """A prediction log of 5 served requests: fewer rows than [monitoring] min_rows."""
-    from ml_lifecycle.serving import LOG_FIELDS
+    from ml_lifecycle.predlog import LOG_FIELDS
     log = project / "logs" / "predictions.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     record = {"age": 40, "income": 40000.0, "debt_ratio": 0.3, "credit_lines": 5, "late_payments": 0,

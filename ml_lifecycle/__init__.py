@@ -34,7 +34,7 @@ _EXPORTS = {
 from ml_lifecycle.project import Project, project  # noqa: E402
 
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_MODULES = ("display", "errors", "settings", "files", "data", "contracts", "schemas", "experiment", "quality", "features", "training", "mlp", "evals",
+_MODULES = ("display", "errors", "predlog", "settings", "files", "data", "contracts", "schemas", "experiment", "quality", "features", "training", "mlp", "evals",
             "tracking", "registry", "promotion", "search", "reports", "monitoring", "pipeline", "kernels", "runner", "runs", "sweep", "scaffold", "serving", "packaging", "cli")
 
 __all__ = [

@@ -72,9 +72,10 @@ class MonitorResult(Displayable):
     def to_text(self) -> str:
         r = self.report
         period = r.get("period") or ["", ""]
+        served = self.notebook or r.get("source") == "prediction log"
         lines = [f"monitored model version {r.get('model_version')}: {r.get('rows')} "
-                 + (f"served rows ({r.get('rejected')} rejected), {period[0]} .. {period[1]}" if self.notebook
-                    else "rows of the given data")]
+                 + ((f"served rows ({r.get('rejected')} rejected), {period[0]} .. {period[1]}" if self.notebook
+                     else "served rows") if served else "rows of the given data")]
         for row in (x for x in r.get("drift", []) if x.get("alert")):
             lines.append(f"  ALERT {row['feature']}: {row['statistic']} {row['value']:.4g} > {row['threshold']:g}"
                          + (f" ({row['detail']})" if row.get("detail") else ""))
@@ -89,12 +90,16 @@ class MonitorResult(Displayable):
 
 
 def _judged_version(settings: Settings, version: str | None) -> str:
+    """The version monitoring judges: the one asked for, else the deployed one, else the champion."""
     from ml_lifecycle.packaging import current_deployment
-    from ml_lifecycle.registry import resolve_version
+    from ml_lifecycle.registry import model_record, resolve_version
     if version:
         return resolve_version(settings, version=version)
     deployed = current_deployment(settings)
-    return deployed.model_version if deployed else resolve_version(settings, alias=settings.registry.champion_alias)
+    if deployed:
+        return deployed.model_version
+    champion = model_record(settings).aliases.get(settings.registry.champion_alias)  # one cheap read
+    return champion or resolve_version(settings, alias=settings.registry.champion_alias)  # (its error if none)
 
 
 def frame_predictions(settings: Settings, version: str, data: pd.DataFrame) -> list[Any] | None:
@@ -142,10 +147,21 @@ def monitor_frame(settings: Settings, data: pd.DataFrame, version: str | None = 
 def monitor_log(settings: Settings, since: str | None = None, labels: str | os.PathLike | None = None,
                 version: str | None = None, on_event: Callable[[Any], None] | None = None) -> MonitorResult:
     """Run the monitor notebook (`monitor.yaml` beside the pipeline) on the prediction log; never cached."""
-    from ml_lifecycle.monitoring import parse_since
+    from ml_lifecycle.monitoring import MonitoringError, parse_since
     from ml_lifecycle.pipeline import load_pipeline
+    from ml_lifecycle.predlog import count_served, rotated_logs
     from ml_lifecycle.runner import run_pipeline
-    parse_since(since)  # a bad `since` is an error before any kernel starts
+    start = parse_since(since)  # a bad `since` is an error before any kernel starts
+    ms, judged = settings.monitoring, _judged_version(settings, version)
+    log = settings.path(ms.prediction_log)
+    if not log.is_file() and not rotated_logs(log):
+        raise MonitoringError(f"no prediction log at {log} ([monitoring] prediction_log): serve the model first")
+    served = count_served(log, judged, start)
+    if served < ms.min_rows:  # nothing to judge: said at once, with no kernel and no MLflow run
+        return MonitorResult({"model_version": judged, "rows": served, "source": "prediction log", "judged": False,
+                              "alerted": False, "recommendation": "none", "drift": [],
+                              "evidence": [f"only {served} served rows of version {judged} (min_rows {ms.min_rows}): "
+                                           "too few to judge"]})
     pipe = load_pipeline(settings.path(settings.project.pipelines_dir) / "monitor.yaml")
     params = {"since": since or "", "version": version or "",
               "labels": str(Path(labels).resolve()) if labels else ""}  # relative to where it is called

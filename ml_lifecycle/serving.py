@@ -8,15 +8,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import math
 import os
 import random
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -29,13 +25,13 @@ from threadpoolctl import threadpool_limits
 
 from .contracts import Contract, Violation, contract_from_dict
 from .errors import ContractViolation, LifecycleError
+from .predlog import PredictionLog
 from .schemas import parse_records, request_model
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'LOG_FIELDS', 'ARGS', 'LOG_ENV', 'MODES', 'Records', 'OneRecord', 'Answer', 'OneAnswer',
+__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'ARGS', 'LOG_ENV', 'MODES', 'Records', 'OneRecord', 'Answer', 'OneAnswer',
            'predict_records', 'rejection', 'check_request', 'respond', 'records_type', 'record_type',
-           'prediction_schema', 'response_type', 'PredictionLog', 'rotated_logs', 'read_prediction_log', 'BodyLimit',
-           'Scorer', 'ServiceArgs', 'ModelService']
+           'prediction_schema', 'response_type', 'BodyLimit', 'Scorer', 'ServiceArgs', 'ModelService']
 
 # %% ../nbs/19_serving.ipynb #c005
 MODEL_FILE, CONTRACT_FILE = "model.pkl", "contract.yaml"
@@ -122,99 +118,6 @@ def response_type(contract: Contract | None, one: bool = False) -> Any:
               "properties": {"model_version": {"type": "string", "description": "the model version that answered"},
                              **body}}
     return Annotated[dict[str, Any], WithJsonSchema(schema)]
-
-# %% ../nbs/19_serving.ipynb #c011
-LOG_FIELDS = ("ts", "endpoint", "status", "model_version", "latency_ms", "inputs", "outputs", "violations", "route",
-              "shadow", "batched", "nonfinite")
-
-
-def _finite(value: Any) -> Any:
-    """`value` with every NaN or infinite float replaced by None (in nested lists and dicts too)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-class PredictionLog:
-    """Append-only JSONL log of served requests, one object with the `LOG_FIELDS` per line; past `max_bytes` the
-    file is rotated to `<name>.<UTC time>` and the oldest rotated files beyond `keep` are deleted."""
-
-    def __init__(self, path: str | os.PathLike, max_bytes: int = 64 << 20, keep: int = 20):
-        self.path = Path(path)
-        self.max_bytes, self.keep = max_bytes, keep
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        torn = False
-        if self.path.exists() and self.path.stat().st_size:
-            with open(self.path, "rb") as f:  # only the last byte: the log may be large
-                f.seek(-1, os.SEEK_END)
-                torn = f.read(1) != b"\n"
-        self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # open for the service's life
-        if torn:  # a killed server left half a line: end it, so the first new line stays whole
-            self._file.write("\n")
-        self._lock = threading.Lock()
-
-    def write(self, endpoint: str, status: int, model_version: str, latency_ms: float, inputs: Any,
-              body: dict[str, Any], route: str = "champion", shadow: dict[str, Any] | None = None,
-              batched: int | None = None) -> None:
-        entry = {"ts": datetime.now(UTC).isoformat(timespec="microseconds"), "endpoint": endpoint, "status": status,
-                 "model_version": model_version, "latency_ms": round(latency_ms, 3), "inputs": inputs,
-                 "outputs": body.get("predictions", body.get("prediction")) if status == 200 else None,
-                 "violations": body.get("violations") if status != 200 else None, "route": route, "shadow": shadow,
-                 "batched": batched, "nonfinite": False}
-        try:
-            line = json.dumps(entry, default=str, allow_nan=False) + "\n"
-        except ValueError:  # a NaN or Infinity somewhere: null in strict JSON, and flagged
-            line = json.dumps({**_finite(entry), "nonfinite": True}, default=str, allow_nan=False) + "\n"
-        with self._lock:
-            self._file.write(line)
-            if self._file.tell() >= self.max_bytes:
-                self._rotate()
-
-    def _rotate(self) -> None:
-        """Move the full file aside under a UTC timestamp and start a new one (the caller holds the lock)."""
-        self._file.close()
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        os.replace(self.path, self.path.with_name(f"{self.path.name}.{stamp}"))
-        for old in rotated_logs(self.path)[:-self.keep or None]:
-            old.unlink(missing_ok=True)
-        self._file = open(self.path, "a", buffering=1, encoding="utf-8")
-
-    def close(self) -> None:
-        with self._lock:
-            self._file.close()
-
-
-def rotated_logs(path: str | os.PathLike) -> list[Path]:
-    """The rotated files of a prediction log, oldest first (their UTC timestamps sort as text)."""
-    path = Path(path)
-    return sorted(path.parent.glob(f"{path.name}.*"))
-
-
-def read_prediction_log(path: str | os.PathLike, since: datetime | None = None) -> pd.DataFrame:
-    """The prediction log, its rotated files included, as a frame (one row per request), streamed line by line:
-    only requests at or after `since` are kept, files last written before it are not opened, and a torn line is
-    skipped."""
-    path = Path(path)
-    files = [*rotated_logs(path), *([path] if path.exists() else [])]
-    cutoff = None if since is None else since.astimezone(UTC).isoformat(timespec="microseconds")
-    rows = []
-    for file in files:
-        # every line in it is older (a minute's margin: the file system's clock is coarser than the log's)
-        if since is not None and datetime.fromtimestamp(file.stat().st_mtime + 60, UTC) < since:
-            continue
-        with open(file, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if cutoff is None or str(row.get("ts", "")) >= cutoff:
-                    rows.append(row)
-    return pd.DataFrame(rows, columns=list(LOG_FIELDS))
 
 # %% ../nbs/19_serving.ipynb #c014
 class BodyLimit:

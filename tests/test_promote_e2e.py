@@ -76,7 +76,7 @@ def test_package_labels_and_serve_errors(drill):
 
 
 def _log(path: Path):
-    from ml_lifecycle.serving import read_prediction_log
+    from ml_lifecycle.predlog import read_prediction_log
     return read_prediction_log(path)
 
 

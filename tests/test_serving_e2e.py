@@ -157,7 +157,7 @@ def test_one_record_endpoint_health_and_body_limit(served_v1):
 
 
 def test_every_request_is_in_the_prediction_log_after_a_normal_stop(bentos, tmp_path):
-    from ml_lifecycle.serving import read_prediction_log
+    from ml_lifecycle.predlog import read_prediction_log
     log = tmp_path / "predictions.jsonl"
     env = {**bentos, "ML_LIFECYCLE_MONITORING__PREDICTION_LOG": str(log)}
     with Server(env, [BIN / "bentoml", "serve", bentos["TEST_BENTO_V2"], "--host", "127.0.0.1"]) as server:
@@ -180,6 +180,6 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(served_v1)
     assert all(status == 200 for status, _ in answers)
     for records, (_, body) in zip(requests, answers, strict=True):
         assert [p["label"] for p in body["predictions"]] == [[0, 1][RECORDS.index(r)] for r in records]
-    from ml_lifecycle.serving import read_prediction_log
+    from ml_lifecycle.predlog import read_prediction_log
     logged = read_prediction_log(served_v1.env["ML_LIFECYCLE_MONITORING__PREDICTION_LOG"]).tail(48)
     assert logged["batched"].max() > 1, logged["batched"].tolist()  # requests shared model calls
