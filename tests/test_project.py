@@ -146,3 +146,31 @@ def test_run_with_experiment_overrides(demo_project):
     test_rows = len(pd.read_parquet(report.record.step("validate").products["test_data"]))
     assert report.status == "done" and test_rows == 1800  # 30% of 6,000 rows instead of experiment.yaml's 25%
     assert "split" in (demo_project / "experiment.yaml").read_text() and "0.25" in (demo_project / "experiment.yaml").read_text()
+
+
+def test_monitor_with_too_few_rows_answers_without_a_kernel(demo_runs, tmp_path):
+    """`monitor` counts the served rows first: below min_rows it says so at once, with no kernel and no run."""
+    import time
+
+    from conftest import cli
+
+    from ml_lifecycle.predlog import PredictionLog
+    project = demo_runs[0]
+    log = tmp_path / "predictions.jsonl"
+    plog = PredictionLog(log)
+    record = {"age": 40, "income": 40000.0, "debt_ratio": 0.3, "credit_lines": 5, "late_payments": 0,
+              "tenure_months": 30, "region": "north", "employment": "salaried", "customer_id": 1}
+    for _ in range(3):
+        plog.write("predict_one", 200, "1", 2.0, [record], {"predictions": [{"label": 0}]})
+    plog.write("predict_one", 200, "2", 2.0, [record], {"predictions": [{"label": 0}]})  # another version's
+    plog.close()
+    runs_before = sorted((project / "runs").glob("2*"))
+    start = time.perf_counter()
+    r = cli("monitor", cwd=project, env={"ML_LIFECYCLE_MONITORING__PREDICTION_LOG": str(log)})
+    took = time.perf_counter() - start
+    assert r.returncode == 0 and "only 3 served rows of version 1 (min_rows 100): too few to judge" in r.stdout, \
+        r.stdout + r.stderr
+    assert sorted((project / "runs").glob("2*")) == runs_before, "no monitor run, no kernel"
+    print(f"monitor with too few rows: {took:.2f}s")
+    r = cli("monitor", cwd=project, env={"ML_LIFECYCLE_MONITORING__PREDICTION_LOG": str(tmp_path / "none.jsonl")})
+    assert r.returncode == 1 and "no prediction log at" in r.stderr and "serve the model first" in r.stderr
