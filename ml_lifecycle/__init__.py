@@ -5,7 +5,15 @@ The public API is re-exported here and loaded lazily, so `import ml_lifecycle` i
 from the numbered notebooks in `nbs/`; this file is the only hand-written one.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# Nothing leaves the machine: MLflow's and BentoML's usage telemetry stay off unless the user turns them on.
+# (MLflow's telemetry thread also sets and unsets an environment variable while other threads copy the
+# environment to start kernels, which failed a run with a KeyError.)
+_os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+_os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 _EXPORTS = {
     "errors": ["LifecycleError", "SettingsError", "DataError", "DataNotFound", "EmptyData", "UnreadableData",

@@ -359,6 +359,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'ml_lifecycle.kernels._kernel_child': ('kernels.html#_kernel_child', 'ml_lifecycle/kernels.py'),
                                       'ml_lifecycle.kernels._preload_code': ('kernels.html#_preload_code', 'ml_lifecycle/kernels.py'),
                                       'ml_lifecycle.kernels._wait_ready': ('kernels.html#_wait_ready', 'ml_lifecycle/kernels.py'),
+                                      'ml_lifecycle.kernels.environment': ('kernels.html#environment', 'ml_lifecycle/kernels.py'),
                                       'ml_lifecycle.kernels.start_forked_kernel': ( 'kernels.html#start_forked_kernel',
                                                                                     'ml_lifecycle/kernels.py'),
                                       'ml_lifecycle.kernels.start_kernel': ('kernels.html#start_kernel', 'ml_lifecycle/kernels.py'),

@@ -17,7 +17,8 @@ from typing import Any
 from .errors import PipelineError
 
 # %% auto #0
-__all__ = ['KERNEL_ARGS', 'start_kernel', 'zygote_main', 'Zygote', 'zygote_for', 'start_forked_kernel', 'KernelPool']
+__all__ = ['KERNEL_ARGS', 'environment', 'start_kernel', 'zygote_main', 'Zygote', 'zygote_for', 'start_forked_kernel',
+           'KernelPool']
 
 # %% ../nbs/15_kernels.ipynb #c004
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]  # no "running over TCP" warnings in the user's terminal
@@ -45,12 +46,23 @@ def _wait_ready(km: Any, timeout: float, code: str = "", what: str = "kernel") -
     return km
 
 
+def environment() -> dict[str, str]:
+    """A copy of this process's environment, taken safely while other threads may change it (copying
+    `os.environ` while another thread unsets a variable raises KeyError)."""
+    for _ in range(20):
+        try:
+            return dict(os.environ)
+        except KeyError:
+            continue
+    return {k: v for k, v in list(os.environ.items())}
+
+
 def start_kernel(cwd: str | os.PathLike, preload: Sequence[str] = (), kernel_name: str = "python3",
                  timeout: float = 120) -> Any:
     """Start a kernel in `cwd`, wait until it is ready, silently import `preload`; return its manager."""
     from jupyter_client.manager import KernelManager
     km = KernelManager(kernel_name=kernel_name)
-    km.start_kernel(cwd=str(cwd), extra_arguments=KERNEL_ARGS)
+    km.start_kernel(cwd=str(cwd), extra_arguments=KERNEL_ARGS, env=environment())
     return _wait_ready(km, timeout, _preload_code(preload) if preload else "", f"kernel '{kernel_name}'")
 
 # %% ../nbs/15_kernels.ipynb #c006
@@ -216,7 +228,7 @@ def start_forked_kernel(cwd: str | os.PathLike, preload: Sequence[str] = (), ker
     km = KernelManager(kernel_name=kernel_name)
     km.kernel_id = str(uuid.uuid4())
     km.provisioner = _fork_provisioner(km, zygote_for(preload))
-    km.start_kernel(cwd=str(cwd), extra_arguments=KERNEL_ARGS)
+    km.start_kernel(cwd=str(cwd), extra_arguments=KERNEL_ARGS, env=environment())
     return _wait_ready(km, timeout, what="forked kernel")
 
 # %% ../nbs/15_kernels.ipynb #c010
