@@ -558,6 +558,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'ml_lifecycle/predlog.py'),
                                       'ml_lifecycle.predlog._finite': ('predlog.html#_finite', 'ml_lifecycle/predlog.py'),
                                       'ml_lifecycle.predlog.count_served': ('predlog.html#count_served', 'ml_lifecycle/predlog.py'),
+                                      'ml_lifecycle.predlog.log_entries': ('predlog.html#log_entries', 'ml_lifecycle/predlog.py'),
                                       'ml_lifecycle.predlog.read_prediction_log': ( 'predlog.html#read_prediction_log',
                                                                                     'ml_lifecycle/predlog.py'),
                                       'ml_lifecycle.predlog.rotated_logs': ('predlog.html#rotated_logs', 'ml_lifecycle/predlog.py')},

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 # %% auto #0
-__all__ = ['LOG_FIELDS', 'PredictionLog', 'rotated_logs', 'read_prediction_log', 'count_served']
+__all__ = ['LOG_FIELDS', 'PredictionLog', 'rotated_logs', 'log_entries', 'read_prediction_log', 'count_served']
 
 # %% ../nbs/19_predlog.ipynb #x004
 LOG_FIELDS = ("ts", "endpoint", "status", "model_version", "latency_ms", "inputs", "outputs", "violations", "route",
@@ -89,15 +90,12 @@ def rotated_logs(path: str | os.PathLike) -> list[Path]:
     return sorted(path.parent.glob(f"{path.name}.*"))
 
 
-def read_prediction_log(path: str | os.PathLike, since: datetime | None = None) -> pd.DataFrame:
-    """The prediction log, its rotated files included, as a frame (one row per request), streamed line by line:
-    only requests at or after `since` are kept, files last written before it are not opened, and a torn line is
-    skipped."""
+def log_entries(path: str | os.PathLike, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """Every request of the log and its rotated files, oldest file first, streamed line by line: only those at or
+    after `since`; files last written before it are not opened, and a torn line is skipped."""
     path = Path(path)
-    files = [*rotated_logs(path), *([path] if path.exists() else [])]
     cutoff = None if since is None else since.astimezone(UTC).isoformat(timespec="microseconds")
-    rows = []
-    for file in files:
+    for file in [*rotated_logs(path), *([path] if path.exists() else [])]:
         # every line in it is older (a minute's margin: the file system's clock is coarser than the log's)
         if since is not None and datetime.fromtimestamp(file.stat().st_mtime + 60, UTC) < since:
             continue
@@ -108,28 +106,22 @@ def read_prediction_log(path: str | os.PathLike, since: datetime | None = None) 
                 except json.JSONDecodeError:
                     continue
                 if cutoff is None or str(row.get("ts", "")) >= cutoff:
-                    rows.append(row)
-    return pd.DataFrame(rows, columns=list(LOG_FIELDS))
+                    yield row
+
+
+def read_prediction_log(path: str | os.PathLike, since: datetime | None = None) -> pd.DataFrame:
+    """The prediction log, its rotated files included, as a frame (one row per request since `since`)."""
+    return pd.DataFrame(list(log_entries(path, since)), columns=list(LOG_FIELDS))
 
 # %% ../nbs/19_predlog.ipynb #x007
 def count_served(path: str | os.PathLike, version: str | None = None, since: datetime | None = None) -> int:
     """Records the service was sent (answered or refused) by model `version` at or after `since`, across the
     rotated files."""
-    path = Path(path)
-    cutoff = None if since is None else since.astimezone(UTC).isoformat(timespec="microseconds")
     n = 0
-    for file in [*rotated_logs(path), *([path] if path.exists() else [])]:
-        with open(file, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if row.get("endpoint") not in ("predict", "predict_one"):
-                    continue
-                if (version is not None and str(row.get("model_version")) != str(version)) or \
-                        (cutoff is not None and str(row.get("ts", "")) < cutoff):
-                    continue
-                inputs = row.get("inputs")
-                n += sum(isinstance(r, dict) for r in inputs) if isinstance(inputs, list) else int(isinstance(inputs, dict))
+    for row in log_entries(path, since):
+        if row.get("endpoint") not in ("predict", "predict_one") or \
+                (version is not None and str(row.get("model_version")) != str(version)):
+            continue
+        inputs = row.get("inputs")
+        n += sum(isinstance(r, dict) for r in inputs) if isinstance(inputs, list) else int(isinstance(inputs, dict))
     return n
