@@ -847,6 +847,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'ml_lifecycle.runs.StepProgress.__call__': ('runs.html#stepprogress.__call__', 'ml_lifecycle/runs.py'),
                                    'ml_lifecycle.runs.StepProgress.__init__': ('runs.html#stepprogress.__init__', 'ml_lifecycle/runs.py'),
                                    'ml_lifecycle.runs._product': ('runs.html#_product', 'ml_lifecycle/runs.py'),
+                                   'ml_lifecycle.runs._run_dirs': ('runs.html#_run_dirs', 'ml_lifecycle/runs.py'),
                                    'ml_lifecycle.runs.in_notebook': ('runs.html#in_notebook', 'ml_lifecycle/runs.py'),
                                    'ml_lifecycle.runs.last_run': ('runs.html#last_run', 'ml_lifecycle/runs.py'),
                                    'ml_lifecycle.runs.load_run': ('runs.html#load_run', 'ml_lifecycle/runs.py'),

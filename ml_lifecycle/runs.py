@@ -179,11 +179,15 @@ class Runs(Displayable):
         return [("", self._rows(), ["run", "status", "started", "seconds", "executed", "cached"])]
 
 
+def _run_dirs(settings: Settings) -> list[Path]:
+    """Every run folder with a `run.json`, oldest first (folder names start with the run's time)."""
+    runs = settings.path(settings.project.runs_dir)
+    return sorted(p.parent for p in runs.glob("*/run.json")) if runs.is_dir() else []
+
+
 def project_runs(settings: Settings) -> Runs:
     """Every run folder with a `run.json` (sweep points and monitor runs included), oldest first."""
-    runs = settings.path(settings.project.runs_dir)
-    found = sorted(p.parent for p in runs.glob("*/run.json")) if runs.is_dir() else []
-    return Runs([load_run(p) for p in found])
+    return Runs([load_run(p) for p in _run_dirs(settings)])
 
 
 
@@ -191,8 +195,11 @@ def project_runs(settings: Settings) -> Runs:
 def last_run(settings: Settings, pipeline: Pipeline) -> RunReport | None:
     """The summary of the newest run of `pipeline` (None if it never ran)."""
     names = {s.name for s in pipeline.steps}
-    runs = [r for r in project_runs(settings).records if r.steps and {s.name for s in r.steps} <= names]
-    return run_report(runs[-1], settings.project.name) if runs else None
+    for run_dir in reversed(_run_dirs(settings)):  # newest first: only the records up to the match are read
+        record = load_run(run_dir)
+        if record.steps and {s.name for s in record.steps} <= names:
+            return run_report(record, settings.project.name)
+    return None
 
 # %% ../nbs/17_runs.ipynb #x011
 def step_line(rec: StepRecord) -> str | None:
