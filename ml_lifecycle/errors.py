@@ -10,8 +10,9 @@ from typing import Any
 
 # %% auto #0
 __all__ = ['LifecycleError', 'SettingsError', 'ExperimentError', 'DataError', 'DataNotFound', 'EmptyData', 'UnreadableData',
-           'DataQualityFailed', 'ContractError', 'ContractInvalid', 'ContractViolation', 'TrainingError', 'GateFailed',
-           'RegistryError', 'ModelNotFound', 'PipelineError', 'PipelineSpecError', 'StepFailed']
+           'DataQualityFailed', 'ContractError', 'ContractInvalid', 'ContractViolation', 'ArtifactError',
+           'TrainingError', 'GateFailed', 'RegistryError', 'ModelNotFound', 'PipelineError', 'PipelineSpecError',
+           'StepFailed']
 
 # %% ../nbs/00_errors.ipynb #c004
 class LifecycleError(Exception):
@@ -29,6 +30,7 @@ class LifecycleError(Exception):
     ├── ContractError
     │   ├── ContractInvalid (ValueError)  the contract file itself is wrong
     │   └── ContractViolation             data breaks the contract
+    ├── ArtifactError                     a step product or model artifact is missing, unreadable or corrupt
     ├── TrainingError
     ├── GateFailed
     ├── RegistryError
@@ -125,6 +127,14 @@ class ContractViolation(ContractError):
         parts = [f"{v.column}: {v.rule} ({v.count} rows)" for v in self.violations]
         n = len(self.violations)
         super().__init__(f"{where} breaks its contract, {n} violation{'s' * (n != 1)}: " + "; ".join(parts))
+
+# %% ../nbs/00_errors.ipynb #x014
+class ArtifactError(LifecycleError):
+    """A step product or model artifact is missing, unreadable or corrupt; `path` names it."""
+
+    def __init__(self, message: str, path: Any = None):
+        super().__init__(message)
+        self.path = path
 
 # %% ../nbs/00_errors.ipynb #c014
 class TrainingError(LifecycleError):

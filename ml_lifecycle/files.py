@@ -6,17 +6,22 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, Self
+
+from .errors import ArtifactError
 
 # %% auto #0
-__all__ = ['umask', 'atomic_path', 'atomic_write_text', 'staging_dir', 'discard', 'sha256_file', 'sha256_text', 'sha256_files',
-           'git_commit']
+__all__ = ['umask', 'atomic_path', 'atomic_write_text', 'staging_dir', 'discard', 'Record', 'sha256_file', 'sha256_text',
+           'sha256_files', 'git_commit']
 
 # %% ../nbs/02_files.ipynb #c005
 def umask() -> int:
@@ -79,6 +84,38 @@ def discard(path: str | os.PathLike) -> None:
     hidden = path.parent / f".tmp-old-{path.name}-{os.getpid()}-{id(path):x}"
     os.rename(path, hidden)
     shutil.rmtree(hidden, ignore_errors=True)
+
+# %% ../nbs/02_files.ipynb #x014
+class Record:
+    """Mixin for a step product dataclass: `to_dict`/`from_dict`, and `write`/`read` as a JSON file."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        known = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) and known[k].startswith("tuple") else v
+                      for k, v in d.items() if k in known})  # JSON has lists where the dataclass has tuples
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the product to `path` as JSON, atomically."""
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> Self:
+        """Read a product written by `write`; `ArtifactError` naming the file if it is missing or malformed."""
+        what = cls.__name__
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ArtifactError(f"{path}: no {what} here; run the step that writes it first", str(path)) from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"{path}: not a readable {what} ({exc})", str(path)) from exc
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ArtifactError(f"{path}: not a valid {what} ({exc})", str(path)) from exc
 
 # %% ../nbs/02_files.ipynb #c014
 def sha256_file(path: str | os.PathLike) -> str:

@@ -17,6 +17,7 @@ import pandas as pd
 from .contracts import Contract
 from .display import Displayable
 from .errors import LifecycleError
+from .files import Record
 from .settings import MonitoringSettings
 
 # %% auto #0
@@ -478,7 +479,7 @@ def live_quality(rows: pd.DataFrame, labels: pd.DataFrame, contract: Contract, e
 
 # %% ../nbs/24_monitoring.ipynb #c021
 @dataclass
-class MonitorReport(Displayable):
+class MonitorReport(Displayable, Record):
     """Everything one monitoring run found (the drift report), and what it recommends."""
     model_version: str
     rows: int

@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,17 +27,17 @@ import yaml
 
 from .display import Displayable
 from .errors import LifecycleError, RegistryError
-from .files import atomic_write_text, git_commit
-from .registry import current_user, resolve_version, version_contract
+from .files import Record, git_commit
+from .registry import Registered, current_user, resolve_version, version_contract
 from .settings import Settings
 
 # BentoML, cloudpickle, MLflow and the service module are imported by the functions that use them, so reading
 # the deployment pointer (`current_deployment`, what `history` and `monitor` need) costs no BentoML import
 
 # %% auto #0
-__all__ = ['bento_name', 'bento_tag', 'export_model', 'bentoml_env', 'build_bento', 'Deployment', 'deploy', 'current_deployment',
-           'Package', 'version_aliases', 'package_version', 'ServeCommand', 'serve_command', 'Server', 'start_server',
-           'serve']
+__all__ = ['bento_name', 'bento_tag', 'export_model', 'bentoml_env', 'build_bento', 'Deployment', 'deploy', 'deploy_registered',
+           'current_deployment', 'Package', 'version_aliases', 'package_version', 'ServeCommand', 'serve_command',
+           'Server', 'start_server', 'serve']
 
 # %% ../nbs/20_packaging.ipynb #n005
 def bento_name(settings: Settings) -> str:
@@ -179,23 +179,43 @@ def build_bento(settings: Settings, version: str, alias: str = "", challenger: s
 
 # %% ../nbs/20_packaging.ipynb #n012
 @dataclass(frozen=True)
-class Deployment:
-    """Which Bento is deployed, for which model version and alias, since when and by whom."""
+class Deployment(Record):
+    """Which Bento is deployed, for which model version and alias, since when and by whom; `reason` says why
+    nothing was deployed when `bento` is empty (the package step's product for a version that is not champion)."""
     bento: str
     model_name: str
     model_version: str
     alias: str
     at: str
     by: str
+    reason: str = ""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def deploy(settings: Settings, version: str, alias: str = "", by: str = "") -> Deployment:
     """Make the Bento of `version` (built if missing) the deployed one."""
     tag = build_bento(settings, version, alias)
-    d = Deployment(tag, settings.registry.model_name, str(version), alias,
-                   datetime.now(UTC).isoformat(timespec="seconds"), by or current_user())
-    atomic_write_text(settings.path(settings.serving.deployment), json.dumps(asdict(d), indent=2) + "\n")
+    d = Deployment(tag, settings.registry.model_name, str(version), alias, _now(), by or current_user())
+    d.write(settings.path(settings.serving.deployment))
     return d
+
+
+def deploy_registered(settings: Settings, registered: Registered) -> Deployment:
+    """The package step: deploy a just-registered version if it is champion now; else say why not.
+
+    Never undoes a promote or rollback made since the version was registered: it deploys only while the
+    champion alias still points at it."""
+    champion = resolve_version(settings, alias=settings.registry.champion_alias) if registered.champion else None
+    if registered.champion and champion == registered.version:
+        d = deploy(settings, registered.version, settings.registry.champion_alias)
+        print(f"deployed Bento {d.bento}; serve it with: ml-lifecycle serve")
+        return d
+    why = "not champion" if not registered.champion else f"champion is now version {champion}"
+    print(f"version {registered.version}: {why}; nothing deployed")
+    return Deployment("", registered.name, registered.version, "", _now(), current_user(), f"{why}: not deployed")
 
 
 def current_deployment(settings: Settings) -> Deployment | None:
@@ -204,8 +224,8 @@ def current_deployment(settings: Settings) -> Deployment | None:
     if not path.exists():
         return None
     try:
-        return Deployment(**json.loads(path.read_text()))
-    except (ValueError, TypeError) as exc:
+        return Deployment.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError, AttributeError) as exc:
         raise RegistryError(f"deployment pointer {path} is unreadable ({exc}); "
                             "re-create it with `ml-lifecycle package --alias champion --deploy`") from exc
 

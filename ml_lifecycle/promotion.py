@@ -7,6 +7,7 @@ champion with every move recorded."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from .display import Displayable, status, text_table
 from .errors import ExperimentError, GateFailed, LifecycleError, ModelNotFound, RegistryError, SettingsError
 from .evals import GateResult, Predictions, Verdict, compute_metrics, contract_gate, predict
 from .experiment import Experiment, project_experiment
+from .files import Record
 from .quality import split_data
 from .registry import Event, current_user, resolve_version
 from .settings import GATE_KINDS, OPERATIONAL, Settings
@@ -37,7 +39,7 @@ __all__ = ['GATE_COLUMNS', 'Evaluation', 'champion_predictions', 'select_metrics
 
 # %% ../nbs/21_promotion.ipynb #n005
 @dataclass(frozen=True)
-class Evaluation(Displayable):
+class Evaluation(Displayable, Record):
     """Metrics on the held-out rows with their bootstrap intervals, metrics per slice, and every gate's verdict."""
     metrics: dict[str, float]
     verdict: Verdict
@@ -57,6 +59,13 @@ class Evaluation(Displayable):
         return {"metrics": self.metrics, "verdict": self.verdict.to_dict(), "test_rows": self.test_rows,
                 "confidence": self.confidence, "intervals": {k: list(v) for k, v in self.intervals.items()},
                 "slices": json.loads(self.slices.to_json(orient="records")), "operational": self.operational}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Evaluation:
+        """Read back what `to_dict` wrote (the evaluate step's `evaluation.json`); predictions are not kept."""
+        return cls(dict(d["metrics"]), Verdict.from_dict(d["verdict"]), int(d["test_rows"]),
+                   {k: tuple(v) for k, v in (d.get("intervals") or {}).items()}, pd.DataFrame(d.get("slices") or []),
+                   float(d.get("confidence", 0.95)), dict(d.get("operational") or {}))
 
     def to_frame(self) -> pd.DataFrame:
         return self.table()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .display import Displayable, status
 from .errors import ModelNotFound, RegistryError
+from .files import Record
 from .settings import Settings
 
 if TYPE_CHECKING:  # MLflow, pandas and the evaluation load when a function needs them: `history` stays fast
@@ -303,8 +304,8 @@ def move_alias(settings: Settings, alias: str, version: str, action: str, reason
 
 # %% ../nbs/13_registry.ipynb #c011
 @dataclass(frozen=True)
-class Registered:
-    """A registered model version and the aliases it took."""
+class Registered(Record):
+    """A registered model version and the aliases it took (the register step's product)."""
     name: str
     version: str
     aliases: tuple[str, ...]

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from .contracts import infer_contract, save_contract
@@ -19,8 +20,8 @@ from .files import atomic_write_text
 from .settings import render_ini
 
 # %% auto #0
-__all__ = ['DEMO_GATES', 'SETTINGS_HEADER', 'BENTOFILE_TEMPLATE', 'default_gates', 'render_settings', 'render_experiment',
-           'pipeline_templates', 'init_project']
+__all__ = ['DEMO_GATES', 'DEMO_SLICES', 'SETTINGS_HEADER', 'BENTOFILE_TEMPLATE', 'default_gates', 'render_settings',
+           'render_experiment', 'pipeline_templates', 'init_project']
 
 # %% ../nbs/18_scaffold.ipynb #c005
 def default_gates(task: str, n_classes: int = 2) -> dict[str, float]:
@@ -35,6 +36,8 @@ def default_gates(task: str, n_classes: int = 2) -> dict[str, float]:
 #: The demo project's gates (`init` without `--data`, and the repo's own settings.ini).
 DEMO_GATES = {"min_roc_auc": 0.75, "min_recall": 0.5, "max_regression_roc_auc": 0.02, "slice_min_recall": 0.3,
               "max_latency_p99_ms": 250.0, "max_model_mb": 200.0}
+#: The demo contract's slices, which its `slice_min_recall` gate judges.
+DEMO_SLICES = ("region", "employment")
 
 SETTINGS_HEADER = """Lifecycle settings of the {name} project. Paths are relative to this file.
 Any key can be overridden by an environment variable ML_LIFECYCLE_<SECTION>__<KEY>,
@@ -157,6 +160,8 @@ def init_project(dest: str | os.PathLike, data: str | os.PathLike | None = None,
         name = name or _project_name(Path(data).stem)
         data_name = Path(data).name
     contract = infer_contract(df, target, task=task, name=name)
+    if data is None:
+        contract = replace(contract, slices=DEMO_SLICES)  # what the demo's slice gate judges
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "data").mkdir(exist_ok=True)
     if data is None:

@@ -14,6 +14,7 @@ import platform
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,14 @@ from mlflow import MlflowClient
 
 from .contracts import Contract
 from .experiment import Experiment
-from .files import git_commit, sha256_text
+from .files import Record, git_commit, sha256_text
 from .schemas import model_signature, validate_requests
 from .settings import Settings
 
 # %% auto #0
 __all__ = ['PROVENANCE_PACKAGES', 'client', 'using_store', 'experiment_id', 'run_client', 'start_run', 'ensure_run', 'end_run',
-           'model_requirements', 'log_params', 'log_metrics', 'log_curves', 'log_dict', 'log_files', 'ContractModel',
-           'log_model', 'load_pyfunc', 'load_model', 'installed_packages', 'provenance']
+           'ModelInfo', 'model_requirements', 'log_params', 'log_metrics', 'log_curves', 'log_dict', 'log_files',
+           'ContractModel', 'log_model', 'load_pyfunc', 'load_model', 'installed_packages', 'provenance']
 
 # %% ../nbs/12_tracking.ipynb #c005
 _CLIENTS: dict[str, MlflowClient] = {}  # tracking URI -> its client
@@ -110,6 +111,19 @@ def ensure_run(settings: Settings, run_id: str, name: str) -> str:
 def end_run(run_id: str, status: str = "FINISHED", settings: Settings | None = None) -> None:
     """Mark a run FINISHED or FAILED."""
     run_client(run_id, settings).set_terminated(run_id, status=status)
+
+# %% ../nbs/12_tracking.ipynb #x008
+@dataclass(frozen=True)
+class ModelInfo(Record):
+    """The train step's product: the logged model's run and URI, and what it was trained from and with."""
+    run_id: str
+    model_uri: str
+    model_id: str = ""
+    train_fingerprint: str = ""  # the training split's fingerprint
+    trainer: str = ""  # the trainer's registered name (`auto` resolved)
+    params: dict[str, Any] = field(default_factory=dict)  # the hyperparameters given (the search's best laid over)
+    seed: int | None = None
+    experiment_digest: str = ""  # digest of the experiment config the model was trained with
 
 # %% ../nbs/12_tracking.ipynb #c007
 def model_requirements(model: Any = None) -> list[str]:
@@ -215,7 +229,8 @@ def log_model(run_id: str, model: Any, contract: Contract, tags: Mapping[str, st
         quiet.setLevel(level)
     # as text: MLflow's log_dict would sort the YAML keys, and the contract's column order is the feature order
     store.log_text(run_id, yaml.safe_dump(contract.to_dict(), sort_keys=False), "contract/contract.yaml")
-    return {"run_id": run_id, "model_uri": info.model_uri, "model_id": info.model_id}
+    store.update_run(run_id, status="RUNNING")  # leaving `start_run` marked the whole pipeline run FINISHED
+    return ModelInfo(run_id, info.model_uri, info.model_id or "")
 
 
 def load_pyfunc(model_uri: str, settings: Settings | None = None) -> Any:

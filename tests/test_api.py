@@ -9,22 +9,16 @@ PKG = Path(ml_lifecycle.__file__).parent
 NBS = PKG.parent / "nbs"
 
 PUBLIC = [
-    "Contract", "ContractError", "ContractInvalid", "ContractViolation", "DataError", "DataNotFound", "EmptyData",
-    "FeatureSpec", "GateFailed", "LifecycleError", "ModelNotFound", "PipelineError", "PipelineSpecError",
-    "RegistryError", "Settings", "SettingsError", "StepFailed", "TrainingError", "UnreadableData", "Verdict",
-    "alias_version", "atomic_write_text", "build_features", "check_gates", "compute_metrics", "fingerprint",
-    "infer_contract", "init_project", "load_contract", "load_pipeline", "load_settings", "make_demo_data",
-    "model_params", "predict", "read_table", "register_model", "run_pipeline", "save_contract", "split",
-    "train_model", "validate", "write_table", "xy",
-    # issue 4: contracts, schemas, data-quality checks, features
-    "DataQualityFailed", "diff_contracts", "request_model", "model_signature", "split_data", "check_quality",
-    "contract_gate", "champion_contract",
-    # issue 6 (registry part): one judgement for evaluate and promote; history; rollback
-    "resolve_version", "history", "evaluate_model", "promote", "rollback",
-    # issue 5: the experiment config, curves of epoch-based trainers
-    "ExperimentError", "Experiment", "load_experiment", "project_experiment", "training_curves",
-    # issue 13: one lifecycle API for notebooks and the CLI
-    "Project", "project",
+    # issue 13: a small public surface. The facades: the lifecycle (`project`) and a pipeline step (`step`)
+    "Project", "project", "Step", "step",
+    # typed results and step products
+    "Settings", "Contract", "Experiment", "Verdict", "Evaluation", "ModelInfo", "Registered", "Deployment",
+    # building blocks a step notebook or a user's own notebook calls
+    "load_settings", "load_contract", "read_table", "write_table", "make_demo_data", "infer_contract", "validate",
+    "fingerprint", "split_data", "check_quality", "train_model", "evaluate_model", "register_model",
+    # the errors users catch (the whole tree is ml_lifecycle.errors)
+    "LifecycleError", "SettingsError", "DataError", "ContractViolation", "ArtifactError", "TrainingError",
+    "GateFailed", "RegistryError", "ModelNotFound", "PipelineError", "StepFailed",
 ]
 
 
@@ -70,3 +64,17 @@ def test_the_repo_settings_are_the_ones_init_writes_for_the_demo():
     from ml_lifecycle.scaffold import DEMO_GATES, render_settings
     expected = render_settings("demo", "data/demo.csv", "contracts/credit_default.yaml", "binary", gates=DEMO_GATES)
     assert (PKG.parent / "settings.ini").read_text() == expected
+
+
+def test_step_notebooks_use_only_public_names():
+    """Pipeline notebooks orchestrate the public API: `ml.<public name>` and nothing imported from a module."""
+    import re
+
+    import nbformat
+    for nb_path in sorted((PKG.parent / "pipelines").glob("*.ipynb")):
+        code = "\n".join(c.source for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "code")
+        assert "import ml_lifecycle as ml" in code, nb_path.name
+        imports = re.findall(r"^\s*(?:from ml_lifecycle\S* import .*|import ml_lifecycle\.\S+.*)$", code, re.M)
+        assert not imports, (nb_path.name, imports)
+        used = set(re.findall(r"\bml\.([A-Za-z_]\w*)", code))
+        assert used <= set(ml_lifecycle.__all__), (nb_path.name, sorted(used - set(ml_lifecycle.__all__)))

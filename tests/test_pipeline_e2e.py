@@ -17,6 +17,8 @@ import yaml
 from conftest import BENTOML_HOME, CLI, Server, cli, free_port, wait_for_http
 from mlflow import MlflowClient
 
+import ml_lifecycle as ml
+
 pytestmark = pytest.mark.slow
 
 
@@ -96,7 +98,8 @@ def test_env_override_gate_keeps_the_champion(demo_runs):
     # only the gates changed: the steps that do not read [gates] were not executed again
     steps = json.loads((run_dir / "run.json").read_text())["steps"]
     assert [st["status"] for st in steps] == ["cached", "cached", "done", "done", "done", "done"]
-    assert json.loads(product(run_dir, "package", "deployment").read_text())["bento"] is None  # not champion
+    skipped = ml.Deployment.read(product(run_dir, "package", "deployment"))  # the product says why nothing was
+    assert (skipped.bento, skipped.model_version, skipped.reason) == ("", "2", "not champion: not deployed")
     assert json.loads((project / "deploy" / "champion.json").read_text())["bento"].startswith("demo_model:v1-")
     assert [r["gate"] for r in verdict["results"] if not r["passed"]] == ["roc_auc >= 0.99"]
 

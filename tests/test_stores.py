@@ -41,7 +41,7 @@ def test_two_projects_in_one_process_never_see_each_others_store(tmp_path, monke
         run_id = tracking.start_run(p.settings, "t")
         info = tracking.log_model(run_id, model, contract)  # the run knows its store
         tracking.end_run(run_id)
-        return registry.register_model(p.settings, info["model_uri"], run_id, verdict).version, run_id
+        return registry.register_model(p.settings, info.model_uri, run_id, verdict).version, run_id
 
     (va1, run_a1), (vb1, run_b1), (va2, run_a2) = register(a, GOOD), register(b, BAD), register(a, BAD)
     assert (va1, vb1, va2) == ("1", "1", "2")  # each store numbers its own versions
