@@ -11,8 +11,8 @@ from typing import Any
 # %% auto #0
 __all__ = ['LifecycleError', 'SettingsError', 'ExperimentError', 'DataError', 'DataNotFound', 'EmptyData', 'UnreadableData',
            'DataQualityFailed', 'ContractError', 'ContractInvalid', 'ContractViolation', 'ArtifactError',
-           'TrainingError', 'GateFailed', 'RegistryError', 'ModelNotFound', 'PipelineError', 'PipelineSpecError',
-           'StepFailed']
+           'TrainingError', 'GateFailed', 'RegistryError', 'ModelNotFound', 'AliasMoved', 'PipelineError',
+           'PipelineSpecError', 'StepFailed']
 
 # %% ../nbs/00_errors.ipynb #c004
 class LifecycleError(Exception):
@@ -34,7 +34,8 @@ class LifecycleError(Exception):
     ├── TrainingError
     ├── GateFailed
     ├── RegistryError
-    │   └── ModelNotFound (LookupError)
+    │   ├── ModelNotFound (LookupError)
+    │   └── AliasMoved                    an alias moved while a promotion was judging: nothing changed
     └── PipelineError
         ├── PipelineSpecError (ValueError)
         └── StepFailed
@@ -159,6 +160,18 @@ class ModelNotFound(RegistryError, LookupError):
     """No model version matches the name, version or alias asked for."""
 
     http_status = 404
+
+
+class AliasMoved(RegistryError):
+    """An alias no longer points where it did when a promotion or rollback was judged; nothing was moved."""
+
+    http_status = 409
+
+    def __init__(self, alias: str, expected: str | None, found: str | None):
+        def v(x: str | None) -> str:
+            return f"v{x}" if x else "nothing"
+        super().__init__(f"{alias} changed from {v(expected)} to {v(found)} while judging; run again")
+        self.alias, self.expected, self.found = alias, expected, found
 
 
 class PipelineError(LifecycleError):

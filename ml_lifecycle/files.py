@@ -20,8 +20,8 @@ from typing import Any, Self
 from .errors import ArtifactError
 
 # %% auto #0
-__all__ = ['umask', 'atomic_path', 'atomic_write_text', 'staging_dir', 'discard', 'Record', 'sha256_file', 'sha256_text',
-           'sha256_files', 'git_commit']
+__all__ = ['umask', 'atomic_path', 'atomic_write_text', 'staging_dir', 'discard', 'Record', 'pid_alive', 'remove_leftovers',
+           'sha256_file', 'sha256_text', 'sha256_files', 'git_commit']
 
 # %% ../nbs/02_files.ipynb #c005
 def umask() -> int:
@@ -62,7 +62,7 @@ def staging_dir(final: str | os.PathLike) -> Iterator[Path]:
     """A temporary folder that becomes `final` atomically when the block succeeds."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-{os.getpid()}-", dir=final.parent))  # the pid: see below
     tmp.chmod(0o777 & ~umask())  # mkdtemp's 0700 is for the staging; the result is an ordinary folder
     try:
         yield tmp
@@ -116,6 +116,29 @@ class Record:
             return cls.from_dict(data)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise ArtifactError(f"{path}: not a valid {what} ({exc})", str(path)) from exc
+
+# %% ../nbs/02_files.ipynb #x017
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        return True
+    return True
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Delete the `.tmp-*` folders in `folder` whose writing process is dead; returns what was removed."""
+    removed = []
+    for p in Path(folder).glob(".tmp-*"):
+        parts = p.name.rsplit("-", 2)
+        if not p.is_dir() or len(parts) != 3 or not parts[1].isdigit() or pid_alive(int(parts[1])):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
 
 # %% ../nbs/02_files.ipynb #c014
 def sha256_file(path: str | os.PathLike) -> str:

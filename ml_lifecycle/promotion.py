@@ -49,6 +49,7 @@ class Evaluation(Displayable, Record):
     confidence: float = 0.95
     operational: dict[str, float] = field(default_factory=dict)  # latency (ms) and size (MB) of the fitted model
     predictions: Predictions | None = field(default=None, repr=False, compare=False)  # for plots; not serialised
+    champion: str | None = registry.UNCHECKED  # the champion version judged against (None: there was none)
 
     def table(self) -> pd.DataFrame:
         """Each metric with its interval, for a notebook or a model card."""
@@ -58,14 +59,16 @@ class Evaluation(Displayable, Record):
     def to_dict(self) -> dict[str, Any]:
         return {"metrics": self.metrics, "verdict": self.verdict.to_dict(), "test_rows": self.test_rows,
                 "confidence": self.confidence, "intervals": {k: list(v) for k, v in self.intervals.items()},
-                "slices": json.loads(self.slices.to_json(orient="records")), "operational": self.operational}
+                "slices": json.loads(self.slices.to_json(orient="records")), "operational": self.operational,
+                **({} if self.champion == registry.UNCHECKED else {"champion": self.champion})}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Evaluation:
         """Read back what `to_dict` wrote (the evaluate step's `evaluation.json`); predictions are not kept."""
         return cls(dict(d["metrics"]), Verdict.from_dict(d["verdict"]), int(d["test_rows"]),
                    {k: tuple(v) for k, v in (d.get("intervals") or {}).items()}, pd.DataFrame(d.get("slices") or []),
-                   float(d.get("confidence", 0.95)), dict(d.get("operational") or {}))
+                   float(d.get("confidence", 0.95)), dict(d.get("operational") or {}),
+                   champion=d.get("champion", registry.UNCHECKED))
 
     def to_frame(self) -> pd.DataFrame:
         return self.table()
@@ -75,8 +78,10 @@ class Evaluation(Displayable, Record):
 
     def _facts(self) -> dict[str, Any]:
         positive = {} if self.verdict.positive is None else {"positive class": str(self.verdict.positive)}
+        against = {} if self.champion == registry.UNCHECKED else {
+            "judged against": f"champion v{self.champion}" if self.champion else "no champion"}
         return {"test rows": self.test_rows, "intervals": f"{self.confidence:.0%} bootstrap", **positive,
-                **{k.replace("_", " "): v for k, v in self.operational.items()}}
+                **against, **{k.replace("_", " "): v for k, v in self.operational.items()}}
 
     def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
         def span(k: str) -> str:
@@ -165,7 +170,8 @@ def evaluate_model(settings: Settings, contract: Contract, model: Any, test: pd.
     for result in [*evals.judge_gates(g.regressions, context, "regressions"),
                    *evals.judge_gates(g.slices, context, "slices")]:
         verdict = verdict.with_result(result)
-    return Evaluation(metrics, verdict, len(test), intervals, slices, g.confidence, operational, preds)
+    return Evaluation(metrics, verdict, len(test), intervals, slices, g.confidence, operational, preds,
+                      champion and champion[0])
 
 # %% ../nbs/21_promotion.ipynb #n007
 def project_split(settings: Settings, contract: Contract, experiment: Experiment
@@ -288,20 +294,23 @@ def promote(settings: Settings, version: str, force: bool = False, reason: str =
     version = resolve_version(settings, version=version)
     alias, by = settings.registry.champion_alias, by or current_user()
     try:
-        if resolve_version(settings, alias=alias) == version:
+        current = resolve_version(settings, alias=alias)
+        if current == version:
             return Promotion("promote", version, alias, None, None,
                              redeploy_if_stale(settings, version, by) if deploy else None)
     except ModelNotFound:
-        pass
-    verdict = judge_version(settings, version).verdict
+        current = None
+    judged = judge_version(settings, version)
+    verdict = judged.verdict
     if not verdict.passed and not force:
         raise GateFailed(verdict.failed, f"version {version} of '{settings.registry.model_name}'",
                          "Not promoted; to override, pass --force --reason \"why\" (recorded in the history)",
                          verdict.to_dict())
     if deploy:
         _build(settings, version)  # before the alias moves: if the build fails, nothing has moved
+    against = current if judged.champion == registry.UNCHECKED else judged.champion
     event = registry.move_alias(settings, alias, version, "promote", reason, forced=not verdict.passed,
-                                verdict=verdict, by=by)
+                                verdict=verdict, by=by, expected=against)  # compare-and-set: AliasMoved if moved
     return Promotion("promote", version, alias, event, verdict, _deploy(settings, version, by) if deploy else None)
 
 # %% ../nbs/21_promotion.ipynb #n011
@@ -327,5 +336,5 @@ def rollback(settings: Settings, reason: str = "", by: str | None = None, deploy
     if deploy:
         _build(settings, previous)
     event = registry.move_alias(settings, alias, previous, "rollback", reason or f"rolled back from version {current}",
-                                by=by)
+                                by=by, expected=current)
     return Promotion("rollback", previous, alias, event, None, _deploy(settings, previous, by) if deploy else None)

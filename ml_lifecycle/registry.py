@@ -6,18 +6,22 @@ the append-only history that MLflow aliases lack."""
 # %% ../nbs/13_registry.ipynb #c003
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import getpass
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .display import Displayable, status
-from .errors import ModelNotFound, RegistryError
-from .files import Record
+from .errors import AliasMoved, ModelNotFound, RegistryError
+from .files import Record, sha256_text
 from .settings import Settings
 
 if TYPE_CHECKING:  # MLflow, pandas and the evaluation load when a function needs them: `history` stays fast
@@ -34,10 +38,10 @@ def _client(settings: Settings) -> MlflowClient:
     return client(settings)
 
 # %% auto #0
-__all__ = ['HISTORY_PREFIX', 'resolve_version', 'alias_version', 'version_contract', 'version_tags', 'describe_version', 'Event',
-           'History', 'current_user', 'record_event', 'ModelRecord', 'model_record', 'history', 'champion_chain',
-           'alias_drift', 'move_alias', 'Registered', 'register_model', 'champion_contract', 'ChampionHistory',
-           'champion_history']
+__all__ = ['HISTORY_PREFIX', 'UNCHECKED', 'REGISTRATION_TAG', 'VERDICT_TAG', 'resolve_version', 'alias_version',
+           'version_contract', 'version_tags', 'describe_version', 'Event', 'History', 'current_user', 'record_event',
+           'ModelRecord', 'model_record', 'history', 'champion_chain', 'alias_drift', 'lock_path', 'alias_lock',
+           'move_alias', 'Registered', 'register_model', 'champion_contract', 'ChampionHistory', 'champion_history']
 
 # %% ../nbs/13_registry.ipynb #c005
 def _versions(client: MlflowClient, name: str) -> list[str]:
@@ -275,34 +279,73 @@ def _compact(verdict: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {"passed": verdict.get("passed"), "results": [{k: r.get(k) for k in keep} for r in verdict.get("results", [])]}
 
 
+def lock_path(settings: Settings) -> Path:
+    """The lock file that serialises alias moves of the project's store on this machine."""
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///") + ".lock")
+    return Path(tempfile.gettempdir()) / f"ml_lifecycle-registry-{sha256_text(uri)[:16]}.lock"
+
+
+@contextlib.contextmanager
+def alias_lock(settings: Settings) -> Iterator[None]:
+    """Hold the store's alias lock (blocking until it is free)."""
+    path = lock_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+UNCHECKED = "<unchecked>"  # `expected` when the caller judged nothing against the alias
+
+
+def _alias_target(client: MlflowClient, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
 def move_alias(settings: Settings, alias: str, version: str, action: str, reason: str = "", forced: bool = False,
-               verdict: Verdict | Mapping[str, Any] | None = None, by: str | None = None) -> Event:
-    """Point `alias` at `version` and append the event to the history."""
+               verdict: Verdict | Mapping[str, Any] | None = None, by: str | None = None,
+               expected: str | None = UNCHECKED) -> Event:
+    """Point `alias` at `version` and append the event to the history; if `expected` is given, only while the
+    alias still points there (`None`: nowhere), else `AliasMoved`."""
     from mlflow.exceptions import MlflowException
     name = settings.registry.model_name
     client = _client(settings)
-    try:
-        previous = str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        previous = None
-    event = Event(action, alias, previous, str(version), by or current_user(), _now(), reason, forced,
-                  _compact(verdict.to_dict() if hasattr(verdict, "to_dict") else verdict))
-    try:
-        client.set_registered_model_alias(name, alias, str(version))
-    except MlflowException as exc:
-        raise RegistryError(f"moving alias '{alias}' of '{name}' to version {version} failed: {exc.message}") from exc
-    try:
-        record_event(settings, event)
-    except MlflowException as exc:
-        if previous is None:
-            client.delete_registered_model_alias(name, alias)
-        else:
-            client.set_registered_model_alias(name, alias, previous)
-        raise RegistryError(f"could not record the history event, alias '{alias}' left at "
-                            f"{'v' + previous if previous else 'nothing'}: {exc.message}") from exc
+    with alias_lock(settings):
+        previous = _alias_target(client, name, alias)
+        if expected != UNCHECKED and previous != (None if expected is None else str(expected)):
+            raise AliasMoved(alias, expected, previous)
+        event = Event(action, alias, previous, str(version), by or current_user(), _now(), reason, forced,
+                      _compact(verdict.to_dict() if hasattr(verdict, "to_dict") else verdict))
+        try:
+            client.set_registered_model_alias(name, alias, str(version))
+        except MlflowException as exc:
+            raise RegistryError(f"moving alias '{alias}' of '{name}' to version {version} failed: {exc.message}") from exc
+        try:
+            record_event(settings, event)
+        except MlflowException as exc:
+            if previous is None:
+                client.delete_registered_model_alias(name, alias)
+            else:
+                client.set_registered_model_alias(name, alias, previous)
+            raise RegistryError(f"could not record the history event, alias '{alias}' left at "
+                                f"{'v' + previous if previous else 'nothing'}: {exc.message}") from exc
     return event
 
 # %% ../nbs/13_registry.ipynb #c011
+REGISTRATION_TAG = "ml_lifecycle.registration"  # pending while registering; complete once aliases and history are
+VERDICT_TAG = "ml_lifecycle.verdict_digest"  # which judgement a version was registered with
+
+
 @dataclass(frozen=True)
 class Registered(Record):
     """A registered model version and the aliases it took (the register step's product)."""
@@ -310,34 +353,87 @@ class Registered(Record):
     version: str
     aliases: tuple[str, ...]
     champion: bool
+    note: str = ""  # why a version that passed its gates did not become champion
+
+
+def _earlier_version(client: MlflowClient, name: str, model_uri: str, run_id: str, digest: str) -> Any:
+    """The version an earlier register of this run, model and verdict created (pending or complete), if any."""
+    from mlflow.exceptions import MlflowException
+    try:
+        found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    except MlflowException:
+        return None
+    for mv in sorted(found, key=lambda m: int(m.version)):
+        same = mv.source == model_uri or (getattr(mv, "model_id", None) and model_uri == f"models:/{mv.model_id}")
+        state, judged = (mv.tags or {}).get(REGISTRATION_TAG), (mv.tags or {}).get(VERDICT_TAG)
+        if same and (state == "pending" or (state == "complete" and judged == digest)):
+            return mv
+    return None
 
 
 def register_model(settings: Settings, model_uri: str, run_id: str, verdict: Verdict,
-                   tags: Mapping[str, str] | None = None, reason: str = "") -> Registered:
-    """Create a model version; alias it challenger, and champion (recorded in the history) if the verdict passed."""
+                   tags: Mapping[str, str] | None = None, reason: str = "",
+                   judged_against: str | None = UNCHECKED) -> Registered:
+    """Create a model version (or finish the one a killed register left pending); alias it challenger, and
+    champion (recorded in the history) if the verdict passed and the champion is still `judged_against`."""
     from mlflow.exceptions import MlflowException
     reg = settings.registry
     client = _client(settings)
+    digest = sha256_text(json.dumps(verdict.to_dict(), sort_keys=True))[:16]
+    all_tags = {**dict(tags or {}), "gates.passed": str(verdict.passed).lower(),
+                "gates.verdict": json.dumps(verdict.to_dict()), VERDICT_TAG: digest}
     try:
         try:
             client.get_registered_model(reg.model_name)
         except MlflowException:
             client.create_registered_model(reg.model_name)
-        all_tags = {**dict(tags or {}), "gates.passed": str(verdict.passed).lower(),
-                    "gates.verdict": json.dumps(verdict.to_dict())}
-        from ml_lifecycle.tracking import using_store
-        with using_store(settings):  # MLflow resolves a `models:/m-...` source through the process-wide URI
-            mv = client.create_model_version(reg.model_name, model_uri, run_id=run_id, tags=all_tags,
-                                             model_id=model_uri.split("models:/", 1)[-1] if model_uri.startswith("models:/m-") else None)
-        client.set_registered_model_alias(reg.model_name, reg.challenger_alias, mv.version)
+        mv = _earlier_version(client, reg.model_name, model_uri, run_id, digest)
+        if mv is not None and mv.tags.get(REGISTRATION_TAG) == "complete":  # done already: as it stands
+            return _as_registered(client, reg, str(mv.version))
+        if mv is None:
+            from ml_lifecycle.tracking import using_store
+            with using_store(settings):  # MLflow resolves a `models:/m-...` source through the process-wide URI
+                mv = client.create_model_version(
+                    reg.model_name, model_uri, run_id=run_id, tags={**all_tags, REGISTRATION_TAG: "pending"},
+                    model_id=model_uri.split("models:/", 1)[-1] if model_uri.startswith("models:/m-") else None)
+        else:  # resumed: the verdict tags as this register judged
+            for k, v in all_tags.items():
+                client.set_model_version_tag(reg.model_name, mv.version, k, v)
+        version = str(mv.version)
+        client.set_registered_model_alias(reg.model_name, reg.challenger_alias, version)
     except MlflowException as exc:
         raise RegistryError(f"registering {model_uri} as {reg.model_name} failed: {exc.message}") from exc
-    aliases = [reg.challenger_alias]
+    aliases, note = [reg.challenger_alias], ""
     if verdict.passed:
-        move_alias(settings, reg.champion_alias, str(mv.version), "promote",
-                   reason or "registered by the pipeline; all gates passed", verdict=verdict)
-        aliases.append(reg.champion_alias)
-    return Registered(reg.model_name, str(mv.version), tuple(aliases), verdict.passed)
+        why = reason or "registered by the pipeline; all gates passed"
+        if _alias_target(client, reg.model_name, reg.champion_alias) == version:  # a killed register moved it
+            chain = champion_chain(history(settings), reg.champion_alias)
+            if not chain or chain[-1] != version:
+                record_event(settings, Event("promote", reg.champion_alias, chain[-1] if chain else None, version,
+                                             current_user(), _now(), why, False, _compact(verdict.to_dict())))
+            aliases.append(reg.champion_alias)
+        else:
+            try:
+                move_alias(settings, reg.champion_alias, version, "promote", why, verdict=verdict,
+                           expected=judged_against)
+                aliases.append(reg.champion_alias)
+            except AliasMoved as exc:
+                was = f"v{exc.expected}" if exc.expected else "nothing"
+                note = (f"not made champion: {exc.alias} moved from {was} to v{exc.found} "
+                        f"since this model was evaluated; judge it again with `ml-lifecycle promote {version}`")
+    client.set_model_version_tag(reg.model_name, version, REGISTRATION_TAG, "complete")
+    return Registered(reg.model_name, version, tuple(aliases), reg.champion_alias in aliases, note)
+
+
+def _as_registered(client: MlflowClient, reg: Any, version: str) -> Registered:
+    """A complete registration as it stands now: the aliases that still point at it."""
+    aliases = tuple(a for a in (reg.challenger_alias, reg.champion_alias)
+                    if _alias_target(client, reg.model_name, a) == version)
+    champion = reg.champion_alias in aliases
+    passed = client.get_model_version(reg.model_name, version).tags.get("gates.passed") == "true"
+    note = "" if champion or not passed else \
+        f"registered earlier as version {version}; {reg.champion_alias} has moved since"
+    return Registered(reg.model_name, version, aliases, champion, note)
 
 # %% ../nbs/13_registry.ipynb #c013
 def champion_contract(settings: Settings) -> tuple[str, Contract] | None:

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -19,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from .display import Displayable
 from .errors import PipelineError, StepFailed
-from .files import atomic_write_text, discard, sha256_file, staging_dir
+from .files import atomic_write_text, discard, pid_alive, remove_leftovers, sha256_file, staging_dir
 from .pipeline import Pipeline, Step, package_digest, settings_digest, step_key, with_experiment
-from .settings import Settings, save_snapshot
+from .settings import Settings, save_snapshot, share_credentials
 
 if TYPE_CHECKING:
     import pandas as pd
 
 # %% auto #0
-__all__ = ['MANIFEST', 'Event', 'StepRecord', 'RunRecord', 'cache_dir', 'cached_result', 'run_pipeline']
+__all__ = ['MANIFEST', 'Event', 'StepRecord', 'RunRecord', 'cache_dir', 'cached_result', 'close_killed_runs', 'run_pipeline']
 
 # %% ../nbs/16_runner.ipynb #c005
 @dataclass
@@ -55,6 +57,8 @@ class RunRecord(Displayable):
     tracking_uri: str | None = None
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     seconds: float | None = None
+    pid: int | None = None  # the process running it, and on which machine: a killed run is told by them
+    host: str | None = None
 
     def step(self, name: str) -> StepRecord:
         return next(r for r in self.steps if r.name == name)
@@ -196,6 +200,41 @@ def _use_cache(rec: StepRecord, entry: Path, manifest: dict[str, Any]) -> None:
     rec.notebook = str(entry / manifest.get("notebook", "executed.ipynb"))
     rec.source_run = manifest.get("run_dir")
 
+# %% ../nbs/16_runner.ipynb #x014
+def _active_dir(settings: Settings) -> Path:
+    return settings.path(settings.project.runs_dir) / ".active"
+
+
+def close_killed_runs(settings: Settings) -> list[str]:
+    """Mark the runs whose process died as killed (run.json and MLflow) and delete their leftovers."""
+    closed = []
+    for marker in sorted(_active_dir(settings).glob("*")) if _active_dir(settings).is_dir() else []:
+        run_dir = Path(marker.read_text().strip() or marker.name)
+        try:
+            data = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            marker.unlink(missing_ok=True)  # its folder is gone or was never written: nothing to close
+            continue
+        if data.get("host") not in (None, socket.gethostname()) or (data.get("pid") and pid_alive(data["pid"])):
+            continue  # running now, or on another machine: not ours to judge
+        record = RunRecord(**{**data, "steps": [StepRecord(**r) for r in data.get("steps", [])]})
+        if record.status == "running":
+            record.status = "killed"
+            for r in record.steps:
+                if r.status == "running":
+                    r.status, r.error = "killed", "the run's process died while this step ran"
+            record.write()
+            if record.mlflow_run_id and record.tracking_uri:
+                from ml_lifecycle.tracking import end_run
+                end_run(record.mlflow_run_id, "KILLED", settings)
+            closed.append(record.run_dir)
+        marker.unlink(missing_ok=True)
+    cache = cache_dir(settings)
+    for folder in [cache, *cache.iterdir()] if cache.is_dir() else []:
+        if folder.is_dir():
+            remove_leftovers(folder)
+    return closed
+
 # %% ../nbs/16_runner.ipynb #c014
 Event = Callable[[StepRecord], None]
 
@@ -230,10 +269,15 @@ def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, fro
     considered, forced = _selection(pipe, force, from_step, only, until)
     steps = [s for s in pipe.steps if s.name in considered]
     records = {s.name: StepRecord(s.name) for s in steps}
+    close_killed_runs(settings)
+    share_credentials(settings)  # before any kernel starts: the snapshot they read has the passwords redacted
     run_dir = _new_run_dir(settings)
     record = RunRecord(str(run_dir), steps=list(records.values()),
-                       tracking_uri=settings.tracking_uri if tracking else None)
+                       tracking_uri=settings.tracking_uri if tracking else None, pid=os.getpid(),
+                       host=socket.gethostname())
     record.write()
+    active = _active_dir(settings) / run_dir.name
+    atomic_write_text(active, str(run_dir))
 
     def emit(rec: StepRecord) -> None:
         record.write()  # a run killed at any point leaves a record of how far it got
@@ -336,6 +380,7 @@ def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, fro
         record.seconds = round(time.perf_counter() - t_run, 3)
         record.write()
         _finish_tracking(settings, record, [r for r in records.values() if r.status in ("done", "failed")])
+        active.unlink(missing_ok=True)
     return record
 
 

@@ -114,9 +114,12 @@ class RunReport(Displayable):
         lines = [f"run folder: {rec.run_dir}  ({rec.seconds or 0:.1f}s; {done} executed, {cached} cached)"]
         reg = self.registration
         if reg is not None and self.registered_now:
-            verdict = "gates passed" if reg.get("champion") else "gates failed: champion unchanged"
+            verdict = ("gates passed" if reg.get("champion") else "gates passed; champion unchanged" if reg.get("note")
+                       else "gates failed: champion unchanged")
             lines.append(f"registered {reg.get('name')} version {reg.get('version')} as "
                          f"{', '.join(reg.get('aliases', []))} ({verdict})")
+            if reg.get("note"):
+                lines.append(f"  {reg['note']}")
             if self.deployed_now and (self.deployment or {}).get("bento"):
                 lines.append(f"deployed Bento {self.deployment['bento']}; serve it with: ml-lifecycle serve")
         elif done == 0:

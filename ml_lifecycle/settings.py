@@ -9,6 +9,7 @@ import configparser
 import dataclasses
 import json
 import os
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,11 +21,11 @@ from .errors import SettingsError
 
 # %% auto #0
 __all__ = ['TASKS', 'METRIC_TABLE', 'METRICS', 'OPERATIONAL', 'TASK_METRICS', 'GATE_KINDS', 'SECTIONS', 'ENV_PREFIX',
-           'NOT_SETTINGS', 'MOVED', 'FILE_ORDER', 'Metric', 'register_metric', 'setting', 'ProjectSettings',
-           'DataSettings', 'TrackingSettings', 'RegistrySettings', 'TrainingSettings', 'Gate', 'GateSettings',
-           'ServingSettings', 'PipelineSettings', 'QualitySettings', 'MonitoringSettings', 'GateKind',
-           'register_gate_key', 'match_gate_key', 'gate_kind_of', 'Settings', 'settings_from_raw', 'load_settings',
-           'save_snapshot', 'render_ini']
+           'NOT_SETTINGS', 'SECRETS_ENV', 'MOVED', 'FILE_ORDER', 'Metric', 'register_metric', 'setting',
+           'ProjectSettings', 'DataSettings', 'TrackingSettings', 'RegistrySettings', 'TrainingSettings', 'Gate',
+           'GateSettings', 'ServingSettings', 'PipelineSettings', 'QualitySettings', 'MonitoringSettings', 'GateKind',
+           'register_gate_key', 'match_gate_key', 'gate_kind_of', 'redact', 'split_credentials', 'Settings',
+           'settings_from_raw', 'load_settings', 'save_snapshot', 'share_credentials', 'render_ini']
 
 # %% ../nbs/01_settings.ipynb #x005
 TASKS = ("binary", "multiclass", "regression")
@@ -366,7 +367,23 @@ _SECTIONS: dict[str, type] = {
 SECTIONS = tuple(_SECTIONS)
 ENV_PREFIX = "ML_LIFECYCLE_"
 #: Variables with the prefix that are not settings: who acts, recorded in the registry's history.
-NOT_SETTINGS = frozenset({"ML_LIFECYCLE_USER"})
+NOT_SETTINGS = frozenset({"ML_LIFECYCLE_USER", "ML_LIFECYCLE_SECRETS"})
+#: How a run hands the credentials it redacted from its snapshot to its own step kernels (see `share_credentials`).
+SECRETS_ENV = "ML_LIFECYCLE_SECRETS"
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*://)(?P<user>[^:/@\s]+):(?P<password>[^@/\s]+)@")
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URI in it replaced: `scheme://user:***@host`."""
+    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
+def split_credentials(uri: str) -> tuple[str, tuple[str, str] | None]:
+    """A URI without its `user:password@`, and the (user, password) it held (None if none)."""
+    m = _CREDENTIALS.search(uri)
+    if not m:
+        return uri, None
+    return uri[:m.start()] + m["scheme"] + uri[m.end():], (m["user"], m["password"])
 
 
 @dataclass(frozen=True)
@@ -397,8 +414,15 @@ class Settings(Displayable):
 
     @property
     def tracking_uri(self) -> str:
-        """The MLflow tracking URI (a relative sqlite path is under the project root)."""
-        return self.url(self.tracking.uri)
+        """The MLflow tracking URI (a relative sqlite path is under the project root), without credentials:
+        MLflow gets those from `MLFLOW_TRACKING_USERNAME`/`_PASSWORD` (`share_credentials`), so the URI can be
+        printed, logged and written to `run.json` as it is."""
+        return self.url(split_credentials(self.tracking.uri)[0])
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        """Every setting whose value holds a password (`section.key` -> value), to keep out of files and output."""
+        return {f"{sec}.{k}": v for sec, values in self.raw.items() for k, v in values.items() if redact(v) != v}
 
     def to_frame(self) -> typing.Any:
         """One row per setting: section, key and resolved value (a pandas DataFrame)."""
@@ -412,7 +436,7 @@ class Settings(Displayable):
             fields = [f.name for f in dataclasses.fields(getattr(self, name))]
             gate_keys = [k for k in self.raw.get("gates", {}) if k not in fields] if name == "gates" else []
             rows += [{"section": name, "key": k, "value": self.raw["gates"][k]} for k in gate_keys]
-            rows += [{"section": name, "key": k, "value": getattr(getattr(self, name), k)} for k in fields
+            rows += [{"section": name, "key": k, "value": _shown(getattr(getattr(self, name), k))} for k in fields
                      if not (gate_keys and k in ("gates", "regressions", "slices"))]
         return rows
 
@@ -424,6 +448,10 @@ class Settings(Displayable):
 
     def _tables(self) -> list[tuple[str, list[dict[str, typing.Any]], list[str]]]:
         return [("", self._rows(), ["section", "key", "value"])]
+
+
+def _shown(value: typing.Any) -> typing.Any:
+    return redact(value) if isinstance(value, str) else value
 
 # %% ../nbs/01_settings.ipynb #c010
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -546,7 +574,7 @@ def load_settings(path: str | os.PathLike = "settings.ini", env: Mapping[str, st
         raise SettingsError("*", "*", str(path), "settings file not found")
     if path.suffix == ".json":
         snap = json.loads(path.read_text())
-        return settings_from_raw(snap["sections"], Path(snap["root"]))
+        return settings_from_raw(_unredacted(snap["sections"], os.environ if env is None else env), Path(snap["root"]))
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read_string(path.read_text(), source=str(path))
@@ -559,11 +587,38 @@ def load_settings(path: str | os.PathLike = "settings.ini", env: Mapping[str, st
 
 
 def save_snapshot(settings: Settings, path: str | os.PathLike) -> Path:
-    """Write the resolved settings as JSON, for the steps of one run to share."""
+    """Write the resolved settings as JSON, for the steps of one run to share; passwords are redacted."""
     path = Path(path)
-    data = {"root": str(settings.root), "sections": {s: dict(v) for s, v in settings.raw.items()}}
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    sections = {s: {k: redact(v) for k, v in values.items()} for s, values in settings.raw.items()}
+    path.write_text(json.dumps({"root": str(settings.root), "sections": sections}, indent=2, sort_keys=True))
     return path
+
+
+def _unredacted(sections: Mapping[str, Mapping[str, str]], env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """A snapshot's sections with each redacted value restored from the run's `ML_LIFECYCLE_SECRETS`."""
+    secrets = json.loads(env.get(SECRETS_ENV) or "{}")
+    out = {s: dict(v) for s, v in sections.items()}
+    for sec, values in out.items():
+        for k, v in values.items():
+            if ":***@" not in v:
+                continue
+            real = secrets.get(f"{sec}.{k}")
+            if real is None or redact(real) != v:
+                raise SettingsError(sec, k, v, "the password was redacted from this run's snapshot; open the "
+                                    "step from the pipeline (`ml-lifecycle run`) or with the project's settings.ini")
+            values[k] = real
+    return out
+
+
+def share_credentials(settings: Settings) -> None:
+    """Put the project's passwords where this process's MLflow client and the step kernels it starts find them:
+    the tracking store's user and password in `MLFLOW_TRACKING_USERNAME`/`_PASSWORD`, every redacted setting in
+    `ML_LIFECYCLE_SECRETS` (read back only by `load_settings` of this run's snapshot). Never in a file."""
+    _, creds = split_credentials(settings.tracking.uri)
+    if creds and creds[1] != "***":
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = creds
+    if settings.secrets:
+        os.environ[SECRETS_ENV] = json.dumps(settings.secrets)
 
 # %% ../nbs/01_settings.ipynb #x019
 #: The order of sections in a written settings.ini: what a new user edits first comes first.

@@ -27,7 +27,7 @@ from .contracts import Contract
 from .experiment import Experiment
 from .files import Record, git_commit, sha256_text
 from .schemas import model_signature, validate_requests
-from .settings import Settings
+from .settings import Settings, share_credentials
 
 # %% auto #0
 __all__ = ['PROVENANCE_PACKAGES', 'client', 'using_store', 'experiment_id', 'run_client', 'start_run', 'ensure_run', 'end_run',
@@ -42,6 +42,7 @@ _RUN_STORES: dict[str, str] = {}  # run id -> the tracking URI of the store it w
 def client(settings: Settings) -> MlflowClient:
     """The MLflow tracking and registry client of the project's store (one per store URI, built once)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in notebooks and logs
+    share_credentials(settings)  # a password in the URI goes to MLflow's own variables, never into a printed URI
     uri = settings.tracking_uri
     if uri not in _CLIENTS:
         _CLIENTS[uri] = MlflowClient(uri, uri)

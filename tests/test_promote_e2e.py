@@ -109,3 +109,42 @@ def test_shadow_and_canary_bentos(drill, tmp_path):
     logged = _log(canary_log)
     assert list(logged["model_version"]) == versions
     assert [r == "canary" for r in logged["route"]] == [v == "2" for v in versions]
+
+
+def test_concurrent_promotes_have_one_winner_and_one_clear_refusal(drill):
+    """Compare-and-set: of two promotes judged against the same champion, one moves it and the other refuses,
+    naming the move; every event is judged against the champion it actually replaced."""
+    import subprocess
+
+    from mlflow import MlflowClient
+
+    from ml_lifecycle.evals import GateResult, Verdict
+    from ml_lifecycle.registry import REGISTRATION_TAG, champion_chain, history, register_model
+    from ml_lifecycle.settings import load_settings
+
+    project, env = drill
+    settings = load_settings(project / "settings.ini", env={})
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+    v1 = client.get_model_version("demo_model", "1")
+    failed = Verdict((GateResult("roc_auc >= 0.99", "roc_auc", 0.8, 0.99, False),))
+    tags = {k: v for k, v in v1.tags.items() if not k.startswith("gates.") and k != REGISTRATION_TAG}
+    assert register_model(settings, v1.source, v1.run_id, failed, tags).version == "3"  # a third candidate
+    before = len(history(settings))
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("ML_LIFECYCLE_")}, **env}
+    for round_ in range(10):
+        champion = str(client.get_model_version_by_alias("demo_model", "champion").version)
+        others = [v for v in ("1", "2", "3") if v != champion]
+        procs = [subprocess.Popen([str(CLI), "promote", v, "--force", "--reason", f"race {round_}", "--no-deploy"],
+                                  cwd=project, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for v in others]
+        done = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+        codes = sorted(rc for rc, _, _ in done)
+        assert codes == [0, 1], done
+        winner = others[[rc for rc, _, _ in done].index(0)]
+        _, out, err = done[[rc for rc, _, _ in done].index(1)]
+        assert err.strip() == f"error: champion changed from v{champion} to v{winner} while judging; run again", err
+        events = history(settings)
+        assert (events[-1].from_version, events[-1].to_version) == (champion, winner)
+        assert str(client.get_model_version_by_alias("demo_model", "champion").version) == winner
+    events = history(settings)
+    assert len(events) == before + 10 and champion_chain(events)[-1] == winner
