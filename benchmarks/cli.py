@@ -13,6 +13,7 @@ best of `--repeat` warm runs:
 It prints each wall time and its ratio to the anchor. Goal (issue 13): each command under 2 s here, once warm.
 
     .venv/bin/python benchmarks/cli.py [--repeat N] [--project DIR]
+    .venv/bin/python benchmarks/cli.py --quick     # a smoke run (CI): one timed run of each
 """
 from __future__ import annotations
 
@@ -69,7 +70,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--project", type=Path, help="an existing demo project that has run (default: a fresh copy)")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: --repeat 1")
     args = ap.parse_args()
+    if args.quick:
+        args.repeat = 1
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_LIFECYCLE_")}
     env.update(BENTOML_HOME=str(Path(tempfile.mkdtemp(prefix="bench-cli-bentoml-"))), BENTOML_DO_NOT_TRACK="True")
     project = args.project
@@ -93,6 +97,8 @@ def main() -> None:
     for name, took in times.items():
         verdict = "" if name == rows[0][0] else ("ok" if took < 2 else "SLOW")
         print(f"{name:46s} {took:8.2f} {took / anchor:9.2f}x  {verdict}")
+    slowest = max((n for n in times if n != rows[0][0]), key=times.get)
+    print(f"ratio slowest command / anchor: {times[slowest] / anchor:.2f}x ({slowest}, {times[slowest]:.2f} s)")
 
 
 if __name__ == "__main__":

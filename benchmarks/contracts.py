@@ -7,6 +7,7 @@ the best of 3; rows per second and the ratio are printed. Goal: ours >= 2x pande
 
     .venv/bin/pip install -e '.[bench]'     # pandera, only for benchmarks
     .venv/bin/python benchmarks/contracts.py [ROWS]
+    .venv/bin/python benchmarks/contracts.py --quick     # a smoke run (CI): 20,000 rows
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ try:
 except ImportError:
     sys.exit("error: pandera is not installed; run: .venv/bin/pip install -e '.[bench]'")
 
-ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+ROWS = 20_000 if "--quick" in sys.argv else int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 REGIONS, PLANS, CHANNELS = ["north", "south", "east", "west"], ["basic", "plus", "pro"], ["web", "app", "shop", "phone"]
 CODE = r"[A-Z]{2}-[0-9]{4}"
 

@@ -12,6 +12,7 @@ doing the validate step's work are timed in one run, best of 3 each:
 It prints the times and the ratios. Goal (issue 19): ours stays within about 2x "before" on 1M rows.
 
     .venv/bin/python benchmarks/quality.py [ROWS]
+    .venv/bin/python benchmarks/quality.py --quick     # a smoke run (CI): 20,000 rows
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from ml_lifecycle.experiment import SplitSpec
 from ml_lifecycle.quality import check_quality, split_data
 from ml_lifecycle.settings import QualitySettings
 
-ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+ROWS = 20_000 if "--quick" in sys.argv else int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 
 
 def best_of(fn, rounds: int = 3) -> tuple[float, object]:

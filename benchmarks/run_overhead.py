@@ -7,6 +7,7 @@ outside the notebooks' cells (kernel start, papermill, notebook I/O) is read fro
 durations in the executed notebooks.
 
     .venv/bin/python benchmarks/run_overhead.py [--repeat N]
+    .venv/bin/python benchmarks/run_overhead.py --quick    # a smoke run (CI): --repeat 1
 """
 from __future__ import annotations
 
@@ -87,7 +88,10 @@ def plain_once(workdir: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="a smoke run: --repeat 1")
     args = ap.parse_args()
+    if args.quick:
+        args.repeat = 1
     rows = []
     for i in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:

@@ -12,6 +12,7 @@ For 1-record and 100-record requests:
 Goals (issue 6): our throughput >= 0.9x plain BentoML; our 1-record p99 on one connection <= 30 ms.
 
     .venv/bin/python benchmarks/serving.py [SECONDS] [CLIENTS]
+    .venv/bin/python benchmarks/serving.py --quick     # a smoke run (CI): 1 s phases, 2 clients; exit 0 unless it breaks
 """
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 8.0
-CLIENTS = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+QUICK = "--quick" in sys.argv  # a smoke run: short phases, and the goals are printed but not the exit code
+ARGS = [a for a in sys.argv[1:] if a != "--quick"]
+SECONDS = 1.0 if QUICK else float(ARGS[0]) if ARGS else 8.0
+CLIENTS = 2 if QUICK else int(ARGS[1]) if len(ARGS) > 1 else 4
 MAX_REQUESTS = 20_000
 
 PLAIN = '''
@@ -196,12 +199,12 @@ def main() -> int:
         ratio = results[("ours (contract + log + batching)", n)]["rps"] / results[("plain BentoML", n)]["rps"]
         met = ratio >= 0.9
         ok &= met
-        print(f"throughput ours / plain BentoML, {n:>3} records: {ratio:.2f}x (goal >= 0.9: {'MET' if met else 'NOT MET'})")
+        print(f"ratio ours / plain BentoML throughput, {n:>3} records: {ratio:.2f}x (goal >= 0.9: {'MET' if met else 'NOT MET'})")
     p99 = results[("ours (contract + log + batching)", 1)]["p99_ms"]
     ok &= p99 <= 30
     print(f"our p99, 1 record, one connection: {p99:.1f} ms (goal <= 30 ms: {'MET' if p99 <= 30 else 'NOT MET'}); "
           f"plain BentoML: {results[('plain BentoML', 1)]['p99_ms']:.1f} ms")
-    return 0 if ok else 1
+    return 0 if ok or QUICK else 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 from .contracts import Contract, breaking_changes
@@ -20,10 +19,10 @@ from .errors import SettingsError
 from .settings import GATE_KINDS, METRICS, Gate, GateSettings, gate_kind_of, register_gate_key
 
 # %% auto #0
-__all__ = ['GATE_JUDGES', 'Predictions', 'predict', 'compute_metrics', 'GateResult', 'Verdict', 'GateContext', 'register_gate',
-           'judge_gates', 'check_gates', 'inference_latency', 'model_size_mb', 'operational_measures', 'take',
-           'metric_functions', 'confidence_intervals', 'paired_change', 'regression_gate', 'slice_metrics',
-           'slice_gates', 'contract_gate', 'Comparison', 'compare_evaluations']
+__all__ = ['GATE_JUDGES', 'BLOCK_CELLS', 'Predictions', 'predict', 'compute_metrics', 'GateResult', 'Verdict', 'GateContext',
+           'register_gate', 'judge_gates', 'check_gates', 'inference_latency', 'model_size_mb', 'operational_measures',
+           'take', 'resample_weights', 'weighted_metrics', 'metric_functions', 'confidence_intervals', 'paired_change',
+           'regression_gate', 'slice_metrics', 'slice_gates', 'contract_gate', 'Comparison', 'compare_evaluations']
 
 # %% ../nbs/11_evals.ipynb #c005
 @dataclass(frozen=True)
@@ -244,15 +243,16 @@ def check_gates(metrics: dict[str, float], gates: tuple[Gate, ...], task: str) -
 # %% ../nbs/11_evals.ipynb #c011
 def inference_latency(model: Any, X: pd.DataFrame, task: str, rows: int = 100, rounds: int = 5,
                       warmup: int = 10) -> dict[str, float]:
-    """Single-row predict latency in ms (p50, p99): the median over `rounds` passes of up to `rows` test rows
-    scored one at a time."""
+    """Single-row predict latency in ms (p50, p99): the median over `rounds` passes of a fixed sample of up to
+    `rows` test rows (spread evenly through `X`) scored one at a time."""
     import gc
     import time
 
     from threadpoolctl import threadpool_limits
     call = model.predict if task == "regression" else model.predict_proba
     n = min(rows, len(X))
-    singles = [X.iloc[[i % len(X)]] for i in range(n)]
+    sample = X.iloc[np.linspace(0, len(X) - 1, n).round().astype(int)] if len(X) > n else X  # fixed, spread out
+    singles = [sample.iloc[[i]] for i in range(n)]
     for row in singles[:warmup]:
         call(row)
     p50, p99 = [], []
@@ -286,99 +286,204 @@ def take(p: Predictions, idx: np.ndarray) -> Predictions:
                        p.positive)
 
 
-def _rank_auc(hit: np.ndarray, score: np.ndarray) -> float:
-    n_pos = int(hit.sum())
-    n_neg = len(hit) - n_pos
-    if not n_pos or not n_neg:
-        return float("nan")
-    ranks = rankdata(score)  # average ranks for ties, as roc_auc_score's trapezoids
-    return float((ranks[hit].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+#: The bootstrap's weights are built in blocks of about this many (resample x row) cells: memory stays flat.
+BLOCK_CELLS = 2_000_000
 
 
-def _average_precision(hit: np.ndarray, score: np.ndarray) -> float:
-    if not hit.any() or hit.all():
-        return float("nan")
+def _resamples(n: int, n_boot: int, seed: int):
+    """The bootstrap's resamples: `n_boot` arrays of `n` row positions drawn with replacement, seeded."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield rng.integers(0, n, n, dtype=np.uint32 if n < 2**32 else np.int64)
+
+
+def resample_weights(n: int, n_boot: int = 1000, seed: int = 0):
+    """The same resamples as weights: blocks of (resamples x `n`) arrays holding how often each row was drawn."""
+    per_block = max(1, min(n_boot, BLOCK_CELLS // max(n, 1)))
+    block, filled = np.empty((min(per_block, n_boot), n)), 0
+    for done, idx in enumerate(_resamples(n, n_boot, seed), 1):
+        block[filled] = np.bincount(idx, minlength=n)
+        filled += 1
+        if filled == len(block):
+            yield block
+            block, filled = np.empty((min(per_block, n_boot - done), n)), 0
+
+
+def _ranked(hit: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, ...]:
+    """One score column sorted once, best first: the order, the positive rows' places in it, and for each of them
+    the run of tied scores it sits in (its start, its end, and the positives before the start and up to the end)."""
     order = np.argsort(-score, kind="mergesort")
-    s, h = score[order], hit[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last row of each distinct score
-    tps = np.cumsum(h)[last]
-    precision, recall = tps / (last + 1), tps / tps[-1]
-    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+    s = score[order]
+    new = np.r_[True, s[1:] != s[:-1]]  # a run of tied scores starts here
+    starts = np.flatnonzero(new)
+    ends = np.r_[starts[1:], len(s)] - 1
+    run = (np.cumsum(new) - 1)[pos := np.flatnonzero(hit[order])]
+    first, last = starts[run], ends[run]
+    return order, pos, first, last, np.searchsorted(pos, first) - 1, np.searchsorted(pos, last, side="right") - 1
 
 
-def metric_functions(task: str, p: Predictions) -> dict[str, Any]:
-    """Vectorized versions of `compute_metrics`, as functions of a row-index array: what the bootstrap calls
-    a thousand times. Each equals the scikit-learn value it stands for (tested below)."""
-    if task == "regression":
-        yt, yp = p.y_true.astype(float), p.y_pred.astype(float)
+def _auc_ap(W: np.ndarray, ranked: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted ROC AUC and average precision of one score column, one value per row of weights `W`.
 
-        def r2(i):
-            ss = ((yt[i] - yt[i].mean()) ** 2).sum()
-            return 1 - ((yt[i] - yp[i]) ** 2).sum() / ss if ss > 0 and len(i) > 1 else float("nan")
-        return {"rmse": lambda i: float(np.sqrt(np.mean((yp[i] - yt[i]) ** 2))),
-                "mae": lambda i: float(np.mean(np.abs(yp[i] - yt[i]))), "r2": r2}
+    With the rows sorted by score once, each positive row's weight meets the negative weight ranked below it
+    (ties count half): AUC. Average precision sums each positive's weight times the precision at its threshold
+    (the end of its run of ties). Both equal scikit-learn's on the rows the weights repeat."""
+    order, pos, first, last, pos_before, pos_upto = ranked
+    ws = np.take(W, order, axis=1)
+    every = np.cumsum(ws, axis=1)  # the weight ranked at or above each place
+    posw = np.take(ws, pos, axis=1)
+    cum_pos = np.cumsum(posw, axis=1)  # the positive weight at or above each positive
+    P = cum_pos[:, -1] if len(pos) else np.zeros(len(W))
+    N = every[:, -1] - P
+    all_end = np.take(every, last, axis=1)
+    neg_end = all_end - np.take(cum_pos, pos_upto, axis=1)
+    neg_before = np.take(every, first - 1, axis=1) * (first > 0) - np.take(cum_pos, pos_before, axis=1) * (pos_before >= 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (P * N - 0.5 * (posw * (neg_end + neg_before)).sum(axis=1)) / (P * N)
+        precision = np.divide(all_end - neg_end, all_end, out=np.zeros_like(all_end), where=all_end > 0)
+        ap = (posw * precision).sum(axis=1) / P
+    defined = (P > 0) & (N > 0)
+    return np.where(defined, auc, np.nan), np.where(defined, ap, np.nan)
+
+
+class _Sums:
+    """Per-row terms of every metric, summed under a block of weights with one matrix product (kept for the
+    block, which every metric of it reads)."""
+
+    def __init__(self, columns: dict[str, np.ndarray]):
+        self.names = {name: j for j, name in enumerate(columns)}
+        self.terms = np.column_stack(list(columns.values())).astype(float)
+        self._last: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+
+    def __call__(self, W: np.ndarray, name: str) -> np.ndarray:
+        if self._last[0] is not W:
+            self._last = (W, W @ self.terms)
+        return self._last[1][:, self.names[name]]
+
+
+def _cached(f: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+    last: list = [None, None]
+
+    def g(W: np.ndarray) -> Any:
+        if last[0] is not W:
+            last[:] = [W, f(W)]
+        return last[1]
+    return g
+
+
+def weighted_metrics(task: str, p: Predictions) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Every metric of `compute_metrics` as a function of row weights: `f(W)` takes a (k x rows) array (bootstrap
+    counts, or 0/1 slice memberships) and returns k values, each the metric on the rows as often as weighted.
+    Scores are sorted once and all sums are matrix products, so 1000 resamples cost a few passes over the rows."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fns = _weighted_regression(p) if task == "regression" else _weighted_classification(task, p)
+    return {name: _quietly(f) for name, f in fns.items()}
+
+
+def _ratio(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None, default: float = np.nan) -> np.ndarray:
+    ok = b > 0 if where is None else where
+    return np.divide(a, b, out=np.full(np.broadcast(a, b).shape, default), where=ok)
+
+
+def _weighted_regression(p: Predictions) -> dict[str, Callable]:
+    yt, yp = p.y_true.astype(float), p.y_pred.astype(float)
+    yc = yt - (yt.mean() if len(yt) else 0.0)  # centred: the sum of squares is a difference of sums
+    s = _Sums({"n": np.ones(len(yt)), "se": (yp - yt) ** 2, "ae": np.abs(yp - yt), "y": yc, "yy": yc ** 2})
+
+    def r2(W):
+        n = s(W, "n")
+        ss = s(W, "yy") - _ratio(s(W, "y") ** 2, n, default=0.0)
+        ok = (n > 1) & (ss > 1e-12 * np.maximum(s(W, "yy"), 1e-300))
+        return np.where(ok, 1 - _ratio(s(W, "se"), ss, where=ok), np.nan)
+    return {"rmse": lambda W: np.sqrt(_ratio(s(W, "se"), s(W, "n"))), "mae": lambda W: _ratio(s(W, "ae"), s(W, "n")),
+            "r2": r2}
+
+
+def _weighted_classification(task: str, p: Predictions) -> dict[str, Callable]:
     classes = [str(c) for c in p.classes]
     k = len(classes)
     code = {c: j for j, c in enumerate(classes)}
-    t = np.array([code.get(v, k) for v in p.y_true.astype(str)])  # k: a label the model never saw (always wrong)
-    q = np.array([code.get(v, k) for v in p.y_pred.astype(str)])
+    t = np.array([code.get(v, k) for v in p.y_true.astype(str)], dtype=int)  # k: a label the model never saw
+    q = np.array([code.get(v, k) for v in p.y_pred.astype(str)], dtype=int)
     probs = np.column_stack([p.scores / p.scores.sum(axis=1, keepdims=True), np.zeros(len(t))])
     eps = np.finfo(probs.dtype).eps
-
-    def counts(i):
-        tp = np.bincount(t[i][q[i] == t[i]], minlength=k + 1)
-        return tp, np.bincount(q[i], minlength=k + 1) - tp, np.bincount(t[i], minlength=k + 1) - tp  # tp, fp, fn
-
-    def balanced(i):
-        tp, _, fn = counts(i)
-        present = (tp + fn) > 0
-        return float(np.mean(tp[present] / (tp + fn)[present]))
-
-    def log_loss(i):
-        if (t[i] == k).any():  # undefined for a label without a score, as in scikit-learn
-            return float("nan")
-        return float(-np.mean(np.log(np.clip(probs[i, t[i]], eps, 1 - eps))))
-
-    out = {"accuracy": lambda i: float(np.mean(t[i] == q[i])), "balanced_accuracy": balanced, "log_loss": log_loss}
+    onehot = np.eye(k + 1)
+    truth, said, right = onehot[t], onehot[q], (t == q).astype(float)
+    columns = {"n": np.ones(len(t)), "right": right, "nll": -np.log(np.clip(probs[np.arange(len(t)), t], eps, 1 - eps)),
+               **{f"true{j}": truth[:, j] for j in range(k + 1)}, **{f"said{j}": said[:, j] for j in range(k + 1)},
+               **{f"tp{j}": truth[:, j] * right for j in range(k + 1)}}
     if task == "binary":
         pi = p.positive_index
-        hit, score = t == pi, p.scores[:, pi]
+        score = p.scores[:, pi]
+        columns["sq"] = (score - (t == pi)) ** 2
+    s = _Sums(columns)
 
-        def prf(i, which):
-            tp, fp, fn = (c[pi] for c in counts(i))
-            return {"precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / (tp + fn) if tp + fn else 0.0,
-                    "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0}[which]
-        out.update(roc_auc=lambda i: _rank_auc(hit[i], score[i]),
-                   average_precision=lambda i: _average_precision(hit[i], score[i]),
-                   f1=lambda i: float(prf(i, "f1")), precision=lambda i: float(prf(i, "precision")),
-                   recall=lambda i: float(prf(i, "recall")),
-                   brier=lambda i: float(np.mean((score[i] - hit[i]) ** 2)))
+    def counts(W):  # tp, fp, fn per label (the model's classes, then unseen labels)
+        tp = np.column_stack([s(W, f"tp{j}") for j in range(k + 1)])
+        return tp, np.column_stack([s(W, f"said{j}") for j in range(k + 1)]) - tp, \
+            np.column_stack([s(W, f"true{j}") for j in range(k + 1)]) - tp
+
+    def balanced(W):
+        tp, _, fn = counts(W)
+        present = (tp + fn) > 0
+        return _ratio(np.where(present, _ratio(tp, tp + fn, default=0.0), 0.0).sum(axis=1), present.sum(axis=1))
+
+    def log_loss(W):  # undefined for a label without a score, as in scikit-learn
+        return np.where(s(W, f"true{k}") > 0, np.nan, _ratio(s(W, "nll"), s(W, "n")))
+
+    out = {"accuracy": lambda W: _ratio(s(W, "right"), s(W, "n")), "balanced_accuracy": balanced,
+           "log_loss": log_loss}
+    if task == "binary":
+        ranked = _ranked(t == pi, score)
+        curve = _cached(lambda W: _auc_ap(W, ranked))
+
+        def prf(W, which):
+            tp, fp, fn = (c[:, pi] for c in counts(W))
+            return {"precision": _ratio(tp, tp + fp, default=0.0), "recall": _ratio(tp, tp + fn, default=0.0),
+                    "f1": _ratio(2 * tp, 2 * tp + fp + fn, default=0.0)}[which]
+        out.update(roc_auc=lambda W: curve(W)[0], average_precision=lambda W: curve(W)[1],
+                   f1=lambda W: prf(W, "f1"), precision=lambda W: prf(W, "precision"),
+                   recall=lambda W: prf(W, "recall"), brier=lambda W: _ratio(s(W, "sq"), s(W, "n")))
     else:
-        def f1_macro(i):
-            tp, fp, fn = counts(i)
-            seen = (tp + fp + fn) > 0
-            denom = (2 * tp + fp + fn)[seen]
-            return float(np.mean(np.where(denom > 0, 2 * tp[seen] / np.maximum(denom, 1), 0.0)))
+        rankings = [_ranked(t == j, p.scores[:, j]) for j in range(k)]
 
-        def auc_ovr(i):
-            if len(np.unique(t[i])) != k or (t[i] == k).any():
-                return float("nan")
-            return float(np.mean([_rank_auc(t[i] == j, p.scores[i, j]) for j in range(k)]))
+        def f1_macro(W):
+            tp, fp, fn = counts(W)
+            seen = (tp + fp + fn) > 0
+            return _ratio(np.where(seen, _ratio(2 * tp, 2 * tp + fp + fn, default=0.0), 0.0).sum(axis=1),
+                          seen.sum(axis=1))
+
+        def auc_ovr(W):
+            every = np.all([s(W, f"true{j}") > 0 for j in range(k)], axis=0) & (s(W, f"true{k}") == 0)
+            aucs = np.mean([_auc_ap(W, r)[0] for r in rankings], axis=0)
+            return np.where(every, aucs, np.nan)
         out.update(f1_macro=f1_macro, roc_auc_ovr=auc_ovr)
     return out
 
 
-def _resamples(n: int, n_boot: int, seed: int):
-    rng = np.random.default_rng(seed)
-    for _ in range(n_boot):
-        yield rng.integers(0, n, n)
+def _quietly(f: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    def g(W: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(f(W), dtype=float)
+    return g
+
+
+def metric_functions(task: str, p: Predictions) -> dict[str, Any]:
+    """`compute_metrics` as functions of a row-index array (a resample or a slice): `weighted_metrics` with
+    weights counting the rows. Each equals the scikit-learn value it stands for (tested below)."""
+    n = len(p.y_true)
+    return {name: (lambda i, f=f: float(f(np.bincount(np.asarray(i, dtype=np.int64), minlength=n)[None, :]
+                                           .astype(float))[0]))
+            for name, f in weighted_metrics(task, p).items()}
 
 
 def confidence_intervals(task: str, p: Predictions, n_boot: int = 1000, confidence: float = 0.95,
                          seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Bootstrap interval (low, high) of every metric."""
-    fns = metric_functions(task, p)
-    values = np.array([[f(idx) for f in fns.values()] for idx in _resamples(len(p.y_true), n_boot, seed)])
+    """Bootstrap interval (low, high) of every metric: the central `confidence` share of its values on `n_boot`
+    seeded resamples of the rows."""
+    fns = weighted_metrics(task, p)
+    values = np.vstack([np.column_stack([f(W) for f in fns.values()])
+                        for W in resample_weights(len(p.y_true), n_boot, seed)])
     q = [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100]
     out = {}
     for j, name in enumerate(fns):
@@ -394,13 +499,14 @@ def paired_change(task: str, metric: str, new: Predictions, old: Predictions, n_
     if not np.array_equal(new.y_true, old.y_true):
         raise ValueError("paired comparison needs both models' predictions on the same rows")
     sign = 1.0 if METRICS[metric] == "higher" else -1.0
-    f_new, f_old = metric_functions(task, new)[metric], metric_functions(task, old)[metric]
+    f_new, f_old = weighted_metrics(task, new)[metric], weighted_metrics(task, old)[metric]
 
-    def change(idx: np.ndarray) -> float:
-        return sign * (f_new(idx) - f_old(idx))
-    values = np.array([change(idx) for idx in _resamples(len(new.y_true), n_boot, seed)])
+    def change(W: np.ndarray) -> np.ndarray:  # both models weighted by the same resample
+        return sign * (f_new(W) - f_old(W))
+    n = len(new.y_true)
+    values = np.concatenate([change(W) for W in resample_weights(n, n_boot, seed)])
     lo, hi = np.nanpercentile(values, [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100])
-    return change(np.arange(len(new.y_true))), float(lo), float(hi)
+    return float(change(np.ones((1, n)))[0]), float(lo), float(hi)
 
 
 def regression_gate(gate: Gate, task: str, new: Predictions, old: Predictions | None, champion: str,
@@ -419,13 +525,19 @@ def regression_gate(gate: Gate, task: str, new: Predictions, old: Predictions | 
 
 # %% ../nbs/11_evals.ipynb #c018
 def slice_metrics(task: str, p: Predictions, slices: pd.DataFrame) -> pd.DataFrame:
-    """One row per (slice column, value): its row count and every metric."""
+    """One row per (slice column, value): its row count and every metric (in one pass per column: each value's
+    rows are a 0/1 weight of `weighted_metrics`)."""
+    fns = weighted_metrics(task, p)
     rows = []
     for col in slices.columns:
-        values = slices[col].astype(object).where(slices[col].notna(), "<missing>").to_numpy()
-        for value in pd.unique(values):
-            idx = np.flatnonzero(values == value)
-            rows.append({"slice": col, "value": value, "rows": len(idx), **compute_metrics(task, take(p, idx))})
+        codes, values = pd.factorize(slices[col].astype(object).where(slices[col].notna(), "<missing>").to_numpy())
+        step = max(1, BLOCK_CELLS // max(len(codes), 1))
+        for start in range(0, len(values), step):
+            member = (codes[None, :] == np.arange(start, min(start + step, len(values)))[:, None]).astype(float)
+            table = {name: f(member) for name, f in fns.items()}
+            for j, n in enumerate(member.sum(axis=1)):
+                rows.append({"slice": col, "value": values[start + j], "rows": int(n),
+                             **{name: float(v[j]) for name, v in table.items()}})
     return pd.DataFrame(rows)
 
 

@@ -135,6 +135,7 @@ class Experiment:
     search: SearchSpec = field(default_factory=SearchSpec)
     features: FeatureSpec = field(default_factory=FeatureSpec)
     card: CardSpec = field(default_factory=CardSpec)
+    curve_rows: int | None = 50_000  # the learning curve's sample of the training split; None: every row
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as in the YAML file (`Experiment.from_dict(e.to_dict()) == e`)."""
@@ -143,7 +144,7 @@ class Experiment:
             "model": {"trainer": self.model.trainer, "params": dict(self.model.params),
                       "class_weight": self.model.class_weight, "resample": self.model.resample},
             "split": {"strategy": self.split.strategy, "test_size": self.split.test_size, "group": self.split.group},
-            "cv": {"folds": self.cv_folds},
+            "cv": {"folds": self.cv_folds, "curve_rows": self.curve_rows},
             "metrics": list(self.metrics),
             "slices": None if self.slices is None else list(self.slices),
             "search": {"trials": self.search.trials, "pruner": self.search.pruner, "timeout": self.search.timeout,
@@ -240,7 +241,10 @@ def experiment_from_dict(data: Mapping[str, Any] | None) -> Experiment:
         raise ExperimentError("split.group", group, "name the group column exactly when strategy is group")
     split = SplitSpec(strategy, float(test_size), group)
 
-    folds = _int("cv.folds", _section(data, "cv", {"folds"}).get("folds", 5), 2)
+    cv = _section(data, "cv", {"folds", "curve_rows"})
+    folds = _int("cv.folds", cv.get("folds", 5), 2)
+    curve_rows = cv.get("curve_rows", 50_000)
+    curve_rows = None if curve_rows is None else _int("cv.curve_rows", curve_rows, 100)
     metrics = _names("metrics", data["metrics"]) if data.get("metrics") is not None else ()
     slices = _names("slices", data["slices"]) if data.get("slices") is not None else None
 
@@ -267,7 +271,7 @@ def experiment_from_dict(data: Mapping[str, Any] | None) -> Experiment:
         raise ExperimentError("card.intended_use", c["intended_use"], "must be text")
     card = CardSpec(c.get("intended_use") or "", _names("card.limitations", c.get("limitations") or []))
     return Experiment(seed, model, split, folds, metrics, slices, search, FeatureSpec.from_dict(data.get("features")),
-                      card)
+                      card, curve_rows)
 
 # %% ../nbs/06_experiment.ipynb #c012
 #: The metrics each task computes: a view of the metric table (`settings.METRIC_TABLE`), kept importable here.

@@ -102,6 +102,7 @@ split:
 
 cv:
   folds: 5                      # the search's cross-validation, on the training split only
+  curve_rows: 50000             # the learning curve fits a seeded sample of at most this many rows; null: all
 
 metrics: []                     # reported first, the first is the search's objective; []: the task's metrics
 slices: null                    # columns to report metrics per value of; null: the contract's slices

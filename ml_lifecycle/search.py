@@ -18,7 +18,7 @@ import pandas as pd
 from .contracts import Contract, fingerprint
 from .data import kfold
 from .errors import ExperimentError, SettingsError, TrainingError
-from .evals import compute_metrics, predict
+from .evals import predict, weighted_metrics
 from .experiment import Experiment, Param, check_for_task, experiment_from_dict
 from .files import sha256_text
 from .quality import row_groups
@@ -59,7 +59,9 @@ def cv_folds(train: pd.DataFrame, contract: Contract, experiment: Experiment) ->
 
 def score_rows(model: Any, X: pd.DataFrame, y: pd.Series, rows: np.ndarray, task: str, metric: str) -> float:
     """The metric of a fitted model on some rows; NaN where it is undefined there (e.g. a class missing)."""
-    return compute_metrics(task, predict(model, X.iloc[rows], y.iloc[rows], task)).get(metric, float("nan"))
+    p = predict(model, X.iloc[rows], y.iloc[rows], task)
+    f = weighted_metrics(task, p).get(metric)  # only this metric: `compute_metrics`' value, without the others
+    return float("nan") if f is None else float(f(np.ones((1, len(rows))))[0])
 
 
 def cross_validate(contract: Contract, experiment: Experiment, train: pd.DataFrame, metric: str,
@@ -80,8 +82,12 @@ def cross_validate(contract: Contract, experiment: Experiment, train: pd.DataFra
 # %% ../nbs/22_search.ipynb #n007
 def learning_curve(contract: Contract, experiment: Experiment, train: pd.DataFrame,
                    shares: tuple[float, ...] = (0.25, 0.5, 1.0)) -> dict[str, Any]:
-    """`{"kind": "sizes", "metric", "rows": [{rows, train_mean, train_std, cv_mean, cv_std}, ...]}`."""
+    """`{"kind": "sizes", "metric", "rows": [{rows, train_mean, train_std, cv_mean, cv_std}, ...]}`, plus
+    `"sample": {rows, of}` when it was drawn on a sample of `experiment.curve_rows` training rows."""
     metric, _ = objective(experiment, contract.task)
+    cap, total = experiment.curve_rows, len(train)
+    if cap is not None and total > cap:  # a seeded sample, rows kept in their order (a time split stays one)
+        train = train.iloc[np.sort(np.random.default_rng(experiment.seed).choice(total, cap, replace=False))]
     folds = cv_folds(train, contract, experiment)[:3]
     X, y = xy(train, contract, experiment.features)
     rng = np.random.default_rng(experiment.seed)
@@ -100,7 +106,8 @@ def learning_curve(contract: Contract, experiment: Experiment, train: pd.DataFra
         if held_out:
             out.append({"rows": n, "train_mean": float(np.nanmean(fitted)), "train_std": float(np.nanstd(fitted)),
                         "cv_mean": float(np.nanmean(held_out)), "cv_std": float(np.nanstd(held_out))})
-    return {"kind": "sizes", "metric": metric, "rows": out}
+    sample = {"sample": {"rows": len(train), "of": total}} if len(train) < total else {}
+    return {"kind": "sizes", "metric": metric, "rows": out, **sample}
 
 # %% ../nbs/22_search.ipynb #n010
 @dataclass(frozen=True)
