@@ -125,7 +125,9 @@ class RunReport(Displayable):
         elif done == 0:
             lines.append("nothing changed since the last run: no step executed")
         if rec.mlflow_run_id:
-            lines.append(f"MLflow run {rec.mlflow_run_id}; see it with: mlflow ui --backend-store-uri {rec.tracking_uri}")
+            where = (f"at {rec.tracking_uri}" if rec.tracking_uri.startswith(("http://", "https://"))
+                     else f"with: mlflow ui --backend-store-uri {rec.tracking_uri}")
+            lines.append(f"MLflow run {rec.mlflow_run_id}; see it {where}")
         if rows := self.metric_rows():
             conf = self.evaluation.get("confidence", 0.95)
             positive = "" if self.positive is None else f"; positive class {self.positive}"
