@@ -219,7 +219,8 @@ def _raw(server, path: str, body: bytes, content_type: str | None) -> tuple[int,
      "field 'records' must be a JSON array of records, got an object"),
     ("/predict", b'{"records": [], "recrods": []}', "application/json", 400,
      "request body has unexpected field 'recrods'; its only field is 'records'"),
-    ("/predict_one", b"[1, 2]", "application/json; charset=utf-8", 400, 'request body must be a JSON object {"record": ...}, got an array'),
+    ("/predict_one", b"[1, 2]", "application/json; charset=utf-8", 400,
+     'request body must be a JSON object {"record": ...}, got an array'),
 ])
 def test_malformed_bodies_get_a_one_line_client_error(served_v1, path, body, content_type, status, error):
     assert _raw(served_v1, path, body, content_type) == (status, {"error": error})
