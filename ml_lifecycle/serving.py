@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
+import logging
 import os
 import random
 import time
@@ -18,8 +20,9 @@ from typing import Annotated, Any
 import bentoml
 import cloudpickle
 import pandas as pd
+import pydantic_core
 import yaml
-from pydantic import BaseModel, WithJsonSchema
+from pydantic import BaseModel, ValidationError, WithJsonSchema
 from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
@@ -29,9 +32,10 @@ from .predlog import PredictionLog
 from .schemas import parse_records, request_model
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'ARGS', 'LOG_ENV', 'MODES', 'Records', 'OneRecord', 'Answer', 'OneAnswer',
-           'predict_records', 'rejection', 'check_request', 'respond', 'records_type', 'record_type',
-           'prediction_schema', 'response_type', 'BodyLimit', 'Scorer', 'ServiceArgs', 'ModelService']
+__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'ROUTES', 'JSON_TYPE', 'CLIENT_ERROR', 'REJECTION', 'ARGS', 'LOG_ENV', 'MODES',
+           'ONE_LINE', 'Records', 'OneRecord', 'Answer', 'OneAnswer', 'predict_records', 'rejection', 'check_request',
+           'respond', 'records_type', 'record_type', 'prediction_schema', 'response_type', 'body_error',
+           'conforming_spec', 'FrontDoor', 'Scorer', 'ServiceArgs', 'OneLineClientErrors', 'ModelService']
 
 # %% ../nbs/19_serving.ipynb #c005
 MODEL_FILE, CONTRACT_FILE = "model.pkl", "contract.yaml"
@@ -120,54 +124,181 @@ def response_type(contract: Contract | None, one: bool = False) -> Any:
     return Annotated[dict[str, Any], WithJsonSchema(schema)]
 
 # %% ../nbs/19_serving.ipynb #c014
-class BodyLimit:
-    """ASGI middleware: a request body over `max_bytes` gets a 413 and never reaches the service."""
+ROUTES = {"/predict": ("records", True), "/predict_one": ("record", False)}  # route: (body field, must be an array)
+JSON_TYPE = "application/json"
+_log = logging.getLogger("ml_lifecycle.serving")
 
-    def __init__(self, app: Any, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
 
-    async def _refuse(self, send: Any, status: int, message: str) -> None:
+def _kind(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    for t, name in ((bool, "a boolean"), (dict, "an object"), (list, "an array"), (str, "a string"),
+                    (int, "a number"), (float, "a number")):
+        if isinstance(value, t):
+            return name
+    return "null"
+
+
+def _short(text: Any, n: int = 40) -> str:
+    text = str(text)
+    return repr(text if len(text) <= n else text[:n] + "...")
+
+
+def body_error(body: bytes, field: str, array: bool = False) -> str | None:
+    """What is wrong with a request body that should be `{"<field>": ...}`, in one line; None if nothing."""
+    if not body.strip():
+        return f'request body is empty; send a JSON object {{"{field}": ...}}'
+    try:
+        doc = pydantic_core.from_json(body)
+    except ValueError as exc:
+        return f"request body is not valid JSON: {str(exc).splitlines()[0]}"
+    if not isinstance(doc, dict):
+        return f'request body must be a JSON object {{"{field}": ...}}, got {_kind(doc)}'
+    extra = sorted(k for k in doc if k != field)
+    if extra:
+        names = ", ".join(_short(k) for k in extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        return f"request body has unexpected field {names}; its only field is '{field}'"
+    if field not in doc:
+        return f"request body has no field '{field}'"
+    if array and not isinstance(doc[field], list):
+        return f"field '{field}' must be a JSON array of records, got {_kind(doc[field])}"
+    return None
+
+
+def _error(description: str, schema: str = "ClientError") -> dict[str, Any]:
+    return {"description": description,
+            "content": {JSON_TYPE: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+CLIENT_ERROR = {"type": "object", "title": "ClientError", "required": ["error"],
+                "properties": {"error": {"type": "string", "description": "what is wrong, and where, in one line"}}}
+REJECTION = {
+    "type": "object", "title": "Rejection", "required": ["error", "model_version", "violations"],
+    "properties": {
+        "error": {"type": "string", "description": "the violations in one line"},
+        "model_version": {"type": "string", "description": "the model version whose contract was applied"},
+        "violations": {"type": "array", "items": {
+            "type": "object", "required": ["column", "rule", "count", "share"],
+            "properties": {"column": {"type": "string"}, "rule": {"type": "string"}, "count": {"type": "integer"},
+                           "share": {"type": "number"}, "examples": {"type": "array", "items": {"type": "object"}},
+                           "severity": {"type": "string"}, "kind": {"type": "string"}}}}}}
+
+
+def conforming_spec(spec: dict[str, Any], routes: dict[str, tuple[str, bool]] = ROUTES,
+                    max_bytes: int = 1_048_576) -> dict[str, Any]:
+    """BentoML's OpenAPI document, amended to say what the API routes really accept and return."""
+    spec.setdefault("components", {}).setdefault("schemas", {}).update(ClientError=CLIENT_ERROR, Rejection=REJECTION)
+    for route, (field, _) in routes.items():
+        op = spec.get("paths", {}).get(route, {}).get("post")
+        if op is None:
+            continue
+        body = op.setdefault("requestBody", {"content": {}})
+        body["required"] = True
+        body["content"] = {JSON_TYPE: body.get("content", {}).get(JSON_TYPE, {"schema": {}})}
+        body["content"][JSON_TYPE].setdefault("schema", {})["additionalProperties"] = False
+        responses = op.setdefault("responses", {})
+        responses.pop("404", None)  # BentoML's generic list: these routes never answer 404
+        responses.update({
+            "400": _error(f"the body is not a JSON object whose only field is '{field}'"),
+            "413": _error(f"the body is over max_body_bytes ({max_bytes} bytes)"),
+            "415": _error(f"the Content-Type is not {JSON_TYPE}"),
+            "422": _error("a record breaks the model's data contract: every violation, by column and rule",
+                          "Rejection")})
+    return spec
+
+
+class FrontDoor:
+    """ASGI middleware: bodies over `max_bytes` get a 413, wrong media types a 415 and malformed API bodies a 400,
+    before BentoML reads them; `GET /docs.json` is amended by `conforming_spec`."""
+
+    def __init__(self, app: Any, max_bytes: int, routes: dict[str, tuple[str, bool]] = ROUTES,
+                 docs_path: str = "/docs.json"):
+        self.app, self.max_bytes, self.routes, self.docs_path = app, max_bytes, routes, docs_path
+
+    async def _refuse(self, scope: dict, send: Any, status: int, message: str) -> None:
+        _log.warning("%s %s %s: %s", status, scope.get("method"), scope.get("path"), message)
         body = json.dumps({"error": message}).encode()
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                    "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _drain(self, receive: Any, n: int) -> None:
-        """Read and discard a refused body (up to 64 MiB), so that a client that writes it whole reads the 413."""
-        if n > 64 * 2 ** 20:
+    async def _drain(self, receive: Any, n: int | None) -> None:
+        """Read and discard a refused body of `n` bytes (None: unknown), up to 64 MiB, so that a client that writes
+        its whole body before reading gets the answer rather than a broken pipe."""
+        left = 64 * 2 ** 20
+        if n is not None and n > left:
             return
-        while True:
+        while left > 0:
             message = await receive()
             if message["type"] != "http.request" or not message.get("more_body"):
                 return
+            left -= len(message.get("body", b""))
+
+    async def _docs(self, scope: dict, receive: Any, send: Any) -> None:
+        """Pass `GET /docs.json` on, amending BentoML's OpenAPI document with `conforming_spec`."""
+        start, chunks = {}, []
+
+        async def amend(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            if start.get("status") == 200:
+                with contextlib.suppress(ValueError, TypeError, AttributeError):  # not a spec: passed on unchanged
+                    body = json.dumps(conforming_spec(json.loads(body), self.routes, self.max_bytes)).encode()
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+        await self.app(scope, receive, amend)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        method, path = scope.get("method"), scope.get("path")
+        if method == "GET" and path == self.docs_path:
+            return await self._docs(scope, receive, send)
+        if method in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        api = self.routes.get(path) if method == "POST" else None
+        length, n = headers.get(b"content-length"), None
         if length is not None:
             try:
                 n = int(length)
             except ValueError:
-                return await self._refuse(send, 400, f"bad Content-Length header: {length[:40]!r}")
+                bad = _short(length.decode("latin-1"))
+                return await self._refuse(scope, send, 400, f"bad Content-Length header: {bad}")
+        if api is not None:
+            media = headers.get(b"content-type", JSON_TYPE.encode()).decode("latin-1").split(";")[0].strip().lower()
+            if media != JSON_TYPE:
+                await self._drain(receive, n)
+                return await self._refuse(scope, send, 415, f"Content-Type {_short(media)} is not accepted: "
+                                                            f"POST {path} takes {JSON_TYPE}")
+        if n is not None:
             if n > self.max_bytes:
                 await self._drain(receive, n)
-                return await self._refuse(send, 413, f"request body is {n} bytes; the limit is {self.max_bytes} "
-                                                     "(max_body_bytes)")
-            return await self.app(scope, receive, send)
+                return await self._refuse(scope, send, 413, f"request body is {n} bytes; the limit is "
+                                                            f"{self.max_bytes} (max_body_bytes)")
+            if api is None:
+                return await self.app(scope, receive, send)
         chunks, size = [], 0
-        while True:  # no length given: read at most max_bytes + 1, then decide
+        while True:  # read at most max_bytes + 1, then decide
             message = await receive()
             if message["type"] != "http.request":
                 return
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.max_bytes:
-                return await self._refuse(send, 413, f"request body exceeds the limit of {self.max_bytes} bytes "
-                                                     "(max_body_bytes)")
+                return await self._refuse(scope, send, 413, f"request body exceeds the limit of {self.max_bytes} "
+                                                            "bytes (max_body_bytes)")
             if not message.get("more_body"):
                 break
-        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+        body = b"".join(chunks)
+        if api is not None and (problem := body_error(body, *api)):
+            return await self._refuse(scope, send, 400, problem)
+        replay = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def replayed() -> dict:
             return replay.pop() if replay else await receive()
@@ -269,6 +400,22 @@ def _load(bento_model: Any) -> Scorer:
     return Scorer(model, contract, bento_model.info.labels.get("model_version", ""), ARGS.max_batch_requests)
 
 
+class OneLineClientErrors(logging.Filter):
+    """Makes a client error that BentoML logs as an ERROR with a traceback one WARNING line (a safety net: the
+    front door refuses such requests before BentoML sees them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        status = getattr(exc, "status_code", getattr(getattr(exc, "error_code", None), "value", 500))
+        if isinstance(exc, ValidationError) or (exc is not None and isinstance(status, int) and status < 500):
+            text = " ".join(str(exc).split())
+            record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {text[:300]}", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+ONE_LINE = OneLineClientErrors()
 _CONTRACT = _stored_contract(ARGS.model_tag)
 Records, OneRecord = records_type(_CONTRACT, ARGS.max_batch_rows), record_type(_CONTRACT)
 Answer, OneAnswer = response_type(_CONTRACT), response_type(_CONTRACT, one=True)
@@ -295,6 +442,7 @@ class ModelService:
         self.pending: set[asyncio.Task] = set()
         where = os.environ.get(LOG_ENV) or ARGS.prediction_log
         self.log = None if where == "off" else PredictionLog(where)
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(ONE_LINE)  # where BentoML logs them
         threadpool_limits(1)  # one request's rows in one thread: a pool's start-up dominates small batches
         gc.collect()
         gc.freeze()
@@ -359,4 +507,4 @@ class ModelService:
             self.log.close()
 
 
-ModelService.add_asgi_middleware(BodyLimit, max_bytes=ARGS.max_body_bytes)
+ModelService.add_asgi_middleware(FrontDoor, max_bytes=ARGS.max_body_bytes, routes=ROUTES)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Server
+from conftest import Server, free_port
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -73,9 +74,20 @@ def test_each_bento_serves_exactly_its_version(bentos):
         assert all(abs(sum(p["scores"].values()) - 1) < 1e-5 for p in out["predictions"])
 
 
+class LoggedServer(Server):
+    """A `Server` whose output (the service's log) goes to the file `log`."""
+
+    def __init__(self, env: dict, cmd: list, log: Path):
+        self.port, self.env, self.log = free_port(), env, log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen([*map(str, cmd), "--port", str(self.port)], env=env, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+
 @pytest.fixture(scope="module")
-def served_v1(bentos):
-    with Server(bentos, [BIN / "bentoml", "serve", bentos["TEST_BENTO_V1"], "--host", "127.0.0.1"]) as server:
+def served_v1(bentos, tmp_path_factory):
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with LoggedServer(bentos, [BIN / "bentoml", "serve", bentos["TEST_BENTO_V1"], "--host", "127.0.0.1"], log) as server:
         yield server
 
 
@@ -183,3 +195,66 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(served_v1)
     from ml_lifecycle.predlog import read_prediction_log
     logged = read_prediction_log(served_v1.env["ML_LIFECYCLE_MONITORING__PREDICTION_LOG"]).tail(48)
     assert logged["batched"].max() > 1, logged["batched"].tolist()  # requests shared model calls
+
+
+def _raw(server, path: str, body: bytes, content_type: str | None) -> tuple[int, dict]:
+    headers = {"Content-Type": content_type} if content_type else {}
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", method="POST", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize("path, body, content_type, status, error", [
+    ("/predict", b"--x\r\n", "multipart/form-data", 415,
+     "Content-Type 'multipart/form-data' is not accepted: POST /predict takes application/json"),
+    ("/predict_one", b"record=1", "application/x-www-form-urlencoded", 415,
+     "Content-Type 'application/x-www-form-urlencoded' is not accepted: POST /predict_one takes application/json"),
+    ("/predict", b"", "application/json", 400, 'request body is empty; send a JSON object {"records": ...}'),
+    ("/predict", b'{"records": [', "application/json", 400,
+     "request body is not valid JSON: EOF while parsing a list at line 1 column 13"),
+    ("/predict", b'{"records": {}}', "application/json", 400,
+     "field 'records' must be a JSON array of records, got an object"),
+    ("/predict", b'{"records": [], "recrods": []}', "application/json", 400,
+     "request body has unexpected field 'recrods'; its only field is 'records'"),
+    ("/predict_one", b"[1, 2]", "application/json; charset=utf-8", 400,
+     'request body must be a JSON object {"record": ...}, got an array'),
+])
+def test_malformed_bodies_get_a_one_line_client_error(served_v1, path, body, content_type, status, error):
+    assert _raw(served_v1, path, body, content_type) == (status, {"error": error})
+
+
+def test_openapi_documents_every_status_and_requires_the_body(served_v1):
+    with urllib.request.urlopen(f"http://127.0.0.1:{served_v1.port}/docs.json", timeout=10) as r:
+        doc = json.loads(r.read())
+    for route in ("/predict", "/predict_one"):
+        op = doc["paths"][route]["post"]
+        assert op["requestBody"]["required"] is True and list(op["requestBody"]["content"]) == ["application/json"]
+        assert {"200", "400", "413", "415", "422", "500"} == set(op["responses"]), route
+    errors = doc["components"]["schemas"]
+    assert errors["ClientError"]["properties"] == {"error": {"type": "string",
+                                                             "description": "what is wrong, and where, in one line"}}
+    assert errors["Rejection"]["required"] == ["error", "model_version", "violations"]
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(served_v1, tmp_path):
+    """The OpenAPI fuzzer, every check, about 200 examples per operation, against the served document."""
+    import xml.etree.ElementTree as ET
+    junit = tmp_path / "schemathesis.xml"
+    r = subprocess.run([BIN / "st", "run", f"http://127.0.0.1:{served_v1.port}/docs.json", "--checks", "all",
+                        "--max-examples", "200", "--seed", "1", "--generation-database", "none", "--no-color",
+                        "--continue-on-failure", "--request-timeout", "30", "--report", "junit",
+                        "--report-junit-path", junit], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    summary = r.stdout[-6000:]
+    assert r.returncode == 0, summary
+    suite = ET.parse(junit).getroot()
+    assert (suite.get("failures"), suite.get("errors")) == ("0", "0"), summary
+    tested = {case.get("name") for case in suite.iter("testcase")}
+    assert {"POST /predict", "POST /predict_one"} <= tested, tested
+    assert re.search(r"(\d+) generated, \1 passed", summary), summary
+    # what the fuzzer sent included malformed input; each refusal was one WARNING line, never a traceback
+    log = served_v1.log.read_text(errors="replace")
+    assert "Traceback" not in log and "[ERROR]" not in log, log[-3000:]
+    assert "[WARNING]" in log and " 415 POST /predict" in log and " 400 POST /predict" in log
