@@ -11,8 +11,8 @@ from typing import Any
 # %% auto #0
 __all__ = ['LifecycleError', 'SettingsError', 'ExperimentError', 'DataError', 'DataNotFound', 'EmptyData', 'UnreadableData',
            'DataQualityFailed', 'ContractError', 'ContractInvalid', 'ContractViolation', 'ArtifactError',
-           'TrainingError', 'GateFailed', 'RegistryError', 'ModelNotFound', 'AliasMoved', 'PipelineError',
-           'PipelineSpecError', 'StepFailed']
+           'IntegrityError', 'TrainingError', 'GateFailed', 'RegistryError', 'ModelNotFound', 'AliasMoved',
+           'PipelineError', 'PipelineSpecError', 'StepFailed']
 
 # %% ../nbs/00_errors.ipynb #c004
 class LifecycleError(Exception):
@@ -31,6 +31,7 @@ class LifecycleError(Exception):
     │   ├── ContractInvalid (ValueError)  the contract file itself is wrong
     │   └── ContractViolation             data breaks the contract
     ├── ArtifactError                     a step product or model artifact is missing, unreadable or corrupt
+    │   └── IntegrityError                an artifact's bytes differ from the sha256 recorded when it was made
     ├── TrainingError
     ├── GateFailed
     ├── RegistryError
@@ -136,6 +137,15 @@ class ArtifactError(LifecycleError):
     def __init__(self, message: str, path: Any = None):
         super().__init__(message)
         self.path = path
+
+
+class IntegrityError(ArtifactError):
+    """A file's sha256 differs from the one recorded when it was written: changed or corrupted since."""
+
+    def __init__(self, path: Any, expected: str, found: str, what: str = "artifact"):
+        super().__init__(f"{path}: sha256 {found} does not match the {expected} recorded when the {what} was "
+                         "made; it was changed or corrupted since and is not loaded", str(path))
+        self.expected, self.found = expected, found
 
 # %% ../nbs/00_errors.ipynb #c014
 class TrainingError(LifecycleError):

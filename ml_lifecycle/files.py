@@ -17,11 +17,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from .errors import ArtifactError
+from .errors import ArtifactError, IntegrityError
 
 # %% auto #0
 __all__ = ['umask', 'atomic_path', 'atomic_write_text', 'staging_dir', 'discard', 'Record', 'pid_alive', 'remove_leftovers',
-           'sha256_file', 'sha256_text', 'sha256_files', 'git_commit']
+           'sha256_file', 'sha256_text', 'sha256_files', 'file_manifest', 'verify_files', 'git_commit']
 
 # %% ../nbs/02_files.ipynb #c005
 def umask() -> int:
@@ -163,6 +163,23 @@ def sha256_files(paths: Iterable[str | os.PathLike], root: str | os.PathLike) ->
     """One digest over several files, by their path relative to `root` and their content."""
     root = Path(root)
     return sha256_text(*[f"{Path(p).relative_to(root).as_posix()}:{sha256_file(p)}" for p in sorted(map(Path, paths))])
+
+# %% ../nbs/02_files.ipynb #x022
+def file_manifest(folder: str | os.PathLike) -> dict[str, str]:
+    """{relative path: sha256} of every file under `folder`."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+def verify_files(folder: str | os.PathLike, manifest: Mapping[str, str], what: str = "artifact",
+                 where: str | None = None) -> None:
+    """`IntegrityError` naming the first file under `folder` whose sha256 differs from `manifest` (or is missing)."""
+    for rel, expected in sorted(manifest.items()):
+        path = Path(folder) / rel
+        found = sha256_file(path) if path.is_file() else "(missing)"
+        if found != expected:
+            raise IntegrityError(f"{where}/{rel}" if where else str(path), expected, found, what)
 
 # %% ../nbs/02_files.ipynb #c017
 def git_commit(root: Path) -> str:

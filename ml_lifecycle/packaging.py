@@ -6,6 +6,7 @@ Bento that is deployed."""
 # %% ../nbs/20_packaging.ipynb #n003
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -35,9 +36,9 @@ from .settings import Settings
 # the deployment pointer (`current_deployment`, what `history` and `monitor` need) costs no BentoML import
 
 # %% auto #0
-__all__ = ['bento_name', 'bento_tag', 'export_model', 'bentoml_env', 'build_bento', 'Deployment', 'deploy', 'deploy_registered',
-           'current_deployment', 'Package', 'version_aliases', 'package_version', 'ServeCommand', 'serve_command',
-           'Server', 'start_server', 'serve']
+__all__ = ['bento_name', 'bento_tag', 'export_model', 'verify_bento', 'bentoml_env', 'build_bento', 'Deployment', 'deploy',
+           'deploy_registered', 'current_deployment', 'Package', 'version_aliases', 'package_version', 'ServeCommand',
+           'serve_command', 'Server', 'start_server', 'serve']
 
 # %% ../nbs/20_packaging.ipynb #n005
 def bento_name(settings: Settings) -> str:
@@ -59,7 +60,7 @@ def export_model(settings: Settings, version: str) -> str:
     import bentoml
     import cloudpickle
 
-    from ml_lifecycle.serving import CONTRACT_FILE, MODEL_FILE
+    from ml_lifecycle.serving import CONTRACT_FILE, DIGEST_LABELS, MODEL_FILE
     from ml_lifecycle.tracking import client, load_model, model_requirements
     name = settings.registry.model_name
     store = client(settings)
@@ -70,11 +71,23 @@ def export_model(settings: Settings, version: str) -> str:
     labels = {"model_name": name, "model_version": str(version), "mlflow_run_id": mv.run_id,
               "contract_version": str(contract.get("version", ""))}
     metadata = {"task": contract["target"]["task"], "requirements": model_requirements(model)}
+    pickled, contract_text = cloudpickle.dumps(model), yaml.safe_dump(contract, sort_keys=False).encode()
+    labels.update({DIGEST_LABELS[MODEL_FILE]: hashlib.sha256(pickled).hexdigest(),  # checked before every load
+                   DIGEST_LABELS[CONTRACT_FILE]: hashlib.sha256(contract_text).hexdigest()})
     with bentoml.models.create(bento_name(settings), labels=labels, metadata=metadata) as bm:
-        with open(bm.path_of(MODEL_FILE), "wb") as f:
-            cloudpickle.dump(model, f)
-        Path(bm.path_of(CONTRACT_FILE)).write_text(yaml.safe_dump(contract, sort_keys=False))
+        Path(bm.path_of(MODEL_FILE)).write_bytes(pickled)
+        Path(bm.path_of(CONTRACT_FILE)).write_bytes(contract_text)
     return str(bm.tag)
+
+
+def verify_bento(tag: str) -> None:
+    """`IntegrityError` if a model a Bento serves differs from the sha256 recorded when it was exported."""
+    import bentoml
+
+    from ml_lifecycle.serving import verify_bento_model
+    info = bentoml.get(tag).info
+    for m in [*info.models, *(m for svc in info.services for m in svc.models)]:
+        verify_bento_model(bentoml.models.get(m.tag))
 
 
 def bentoml_env(**extra: str) -> dict[str, str]:
@@ -150,6 +163,7 @@ def build_bento(settings: Settings, version: str, alias: str = "", challenger: s
         keys = ("model_name", "model_version", "mlflow_run_id") + (
             ("challenger_version", "mode", "canary_fraction") if challenger else ())
         if all(labels.get(k) == wanted[k] for k in keys):
+            verify_bento(tag)  # the Bento's models, not just its tag
             return tag
         raise RegistryError(f"Bento {tag} exists but was built differently (labels {labels}); "
                             f"delete it with `bentoml delete {tag}`")
@@ -324,6 +338,7 @@ def serve_command(settings: Settings, tag: str | None = None, alias: str | None 
         bentoml.get(tag)
     except bentoml.exceptions.BentoMLException as exc:
         raise LifecycleError(f"no Bento '{tag}' in the BentoML store: build it with `ml-lifecycle package`") from exc
+    verify_bento(tag)  # refused here, in one line, rather than by a server that would not start
     host, port = settings.serving.host, port or settings.serving.port
     log = settings.monitoring.prediction_log
     log = str(log) if str(log) == "off" else str(settings.path(log))

@@ -27,18 +27,31 @@ from starlette.responses import JSONResponse
 from threadpoolctl import threadpool_limits
 
 from .contracts import Contract, Violation, contract_from_dict
-from .errors import ContractViolation, LifecycleError
+from .errors import ArtifactError, ContractViolation, IntegrityError, LifecycleError
+from .files import sha256_file
 from .predlog import PredictionLog
 from .schemas import parse_records, request_model
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'ROUTES', 'JSON_TYPE', 'CLIENT_ERROR', 'REJECTION', 'ARGS', 'LOG_ENV', 'MODES',
-           'ONE_LINE', 'Records', 'OneRecord', 'Answer', 'OneAnswer', 'predict_records', 'rejection', 'check_request',
-           'respond', 'records_type', 'record_type', 'prediction_schema', 'response_type', 'body_error',
-           'conforming_spec', 'FrontDoor', 'Scorer', 'ServiceArgs', 'OneLineClientErrors', 'ModelService']
+__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'DIGEST_LABELS', 'ROUTES', 'JSON_TYPE', 'CLIENT_ERROR', 'REJECTION', 'ARGS', 'LOG_ENV',
+           'MODES', 'ONE_LINE', 'Records', 'OneRecord', 'Answer', 'OneAnswer', 'verify_bento_model', 'predict_records',
+           'rejection', 'check_request', 'respond', 'records_type', 'record_type', 'prediction_schema', 'response_type',
+           'body_error', 'conforming_spec', 'FrontDoor', 'Scorer', 'ServiceArgs', 'OneLineClientErrors', 'ModelService']
 
 # %% ../nbs/19_serving.ipynb #c005
 MODEL_FILE, CONTRACT_FILE = "model.pkl", "contract.yaml"
+#: the BentoML model's labels that record its files' sha256 when `packaging.export_model` wrote them
+DIGEST_LABELS = {MODEL_FILE: "model_sha256", CONTRACT_FILE: "contract_sha256"}
+
+
+def verify_bento_model(bento_model: Any) -> None:
+    """`IntegrityError` if a BentoML model's files differ from the sha256 its labels recorded at export."""
+    labels = bento_model.info.labels
+    for file, label in DIGEST_LABELS.items():
+        path = bento_model.path_of(file)
+        found = sha256_file(path) if os.path.isfile(path) else "(missing)"
+        if labels.get(label) and found != labels[label]:
+            raise IntegrityError(f"{bento_model.tag} {file}", labels[label], found, "Bento's model")
 
 
 def _plain(value: Any) -> Any:
@@ -392,9 +405,26 @@ def _stored_contract(tag: str) -> Contract | None:
         return None  # documented as a plain list; requests are still checked against the contract in __init__
 
 
+def _verified(tag: str) -> None:
+    """Refuse to start (exit 1 with one line) a service whose model files differ from their recorded digests."""
+    if not tag:
+        return
+    try:
+        verify_bento_model(bentoml.models.get(tag))
+    except bentoml.exceptions.NotFound:
+        return  # reported by BentoML itself, with the tag
+    except IntegrityError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def _load(bento_model: Any) -> Scorer:
-    with open(bento_model.path_of(MODEL_FILE), "rb") as f:
-        model = cloudpickle.load(f)
+    verify_bento_model(bento_model)
+    try:
+        with open(bento_model.path_of(MODEL_FILE), "rb") as f:
+            model = cloudpickle.load(f)
+    except Exception as exc:  # noqa: BLE001 - any failure to unpickle is a broken artifact, said in one line
+        raise ArtifactError(f"{bento_model.tag} {MODEL_FILE}: the model cannot be unpickled "
+                            f"({type(exc).__name__}: {exc})", str(bento_model.tag)) from exc
     with open(bento_model.path_of(CONTRACT_FILE)) as f:
         contract = contract_from_dict(yaml.safe_load(f), CONTRACT_FILE)
     return Scorer(model, contract, bento_model.info.labels.get("model_version", ""), ARGS.max_batch_requests)
@@ -416,6 +446,8 @@ class OneLineClientErrors(logging.Filter):
 
 
 ONE_LINE = OneLineClientErrors()
+_verified(ARGS.model_tag)  # before anything is unpickled, in the server process as in its workers
+_verified(ARGS.challenger_tag)
 _CONTRACT = _stored_contract(ARGS.model_tag)
 Records, OneRecord = records_type(_CONTRACT, ARGS.max_batch_rows), record_type(_CONTRACT)
 Answer, OneAnswer = response_type(_CONTRACT), response_type(_CONTRACT, one=True)

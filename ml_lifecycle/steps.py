@@ -96,7 +96,8 @@ class Step:
 
     def register(self, info: ModelInfo, evaluated: Evaluation) -> Registered:
         return registry.register_model(self.settings, info.model_uri, info.run_id, evaluated.verdict,
-                                       tags={"train.fingerprint": info.train_fingerprint},
+                                       tags={"train.fingerprint": info.train_fingerprint,
+                                             **({"model.sha256": info.sha256} if info.sha256 else {})},
                                        judged_against=evaluated.champion)
 
     def write_card(self, info: ModelInfo, evaluated: Evaluation, registered: Registered, train: pd.DataFrame,

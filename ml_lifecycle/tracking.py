@@ -10,7 +10,9 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 import platform
+import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,15 +26,17 @@ import yaml
 from mlflow import MlflowClient
 
 from .contracts import Contract
+from .errors import ArtifactError, IntegrityError
 from .experiment import Experiment
-from .files import Record, git_commit, sha256_text
+from .files import Record, file_manifest, git_commit, sha256_text, verify_files
 from .schemas import model_signature, validate_requests
 from .settings import Settings, share_credentials
 
 # %% auto #0
-__all__ = ['PROVENANCE_PACKAGES', 'client', 'using_store', 'experiment_id', 'run_client', 'start_run', 'ensure_run', 'end_run',
-           'ModelInfo', 'model_requirements', 'log_params', 'log_metrics', 'log_curves', 'log_dict', 'log_files',
-           'ContractModel', 'log_model', 'load_pyfunc', 'load_model', 'installed_packages', 'provenance']
+__all__ = ['FILES_TAG', 'DIGEST_TAG', 'PROVENANCE_PACKAGES', 'client', 'using_store', 'experiment_id', 'run_client', 'start_run',
+           'ensure_run', 'end_run', 'ModelInfo', 'model_requirements', 'log_params', 'log_metrics', 'log_curves',
+           'log_dict', 'log_files', 'ContractModel', 'manifest_digest', 'log_model', 'recorded_manifest', 'load_pyfunc',
+           'load_model', 'installed_packages', 'provenance']
 
 # %% ../nbs/12_tracking.ipynb #c005
 _CLIENTS: dict[str, MlflowClient] = {}  # tracking URI -> its client
@@ -125,6 +129,7 @@ class ModelInfo(Record):
     params: dict[str, Any] = field(default_factory=dict)  # the hyperparameters given (the search's best laid over)
     seed: int | None = None
     experiment_digest: str = ""  # digest of the experiment config the model was trained with
+    sha256: str = ""  # digest of the logged model's file manifest (see Integrity)
 
 # %% ../nbs/12_tracking.ipynb #c007
 def model_requirements(model: Any = None) -> list[str]:
@@ -211,9 +216,17 @@ class ContractModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(self.pipeline.predict_proba(X), columns=[str(c) for c in self.pipeline.classes_])
 
 
+FILES_TAG, DIGEST_TAG = "ml_lifecycle.files", "ml_lifecycle.sha256"  # a logged model's manifest and its digest
+
+
+def manifest_digest(manifest: Mapping[str, str]) -> str:
+    return sha256_text(json.dumps(dict(manifest), sort_keys=True))
+
+
 def log_model(run_id: str, model: Any, contract: Contract, tags: Mapping[str, str] | None = None,
-              settings: Settings | None = None) -> dict[str, str]:
-    """Log a fitted pipeline as an MLflow pyfunc model with the contract's signature and the package code."""
+              settings: Settings | None = None) -> ModelInfo:
+    """Log a fitted pipeline as an MLflow pyfunc model with the contract's signature and the package code, and
+    record the sha256 of each of its files on the logged model."""
     store = run_client(run_id, settings)
     classes = list(model.classes_) if contract.task != "regression" else None
     quiet = logging.getLogger("mlflow.pyfunc")
@@ -226,20 +239,71 @@ def log_model(run_id: str, model: Any, contract: Contract, tags: Mapping[str, st
                 name="model", python_model=ContractModel(model, contract),
                 signature=model_signature(contract, classes), pip_requirements=model_requirements(model),
                 code_paths=[_package_dir()], tags=dict(tags or {}))
+        with using_store(store.tracking_uri), tempfile.TemporaryDirectory(prefix="ml-lifecycle-digest-") as tmp:
+            manifest = file_manifest(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp))
     finally:
         quiet.setLevel(level)
+    manifest.pop("registered_model_meta", None)  # written by MLflow into each download, for the URI it was asked
+    digest = manifest_digest(manifest)
+    store.set_logged_model_tags(info.model_id, {FILES_TAG: json.dumps(manifest, separators=(",", ":")),
+                                                DIGEST_TAG: digest})
     # as text: MLflow's log_dict would sort the YAML keys, and the contract's column order is the feature order
     store.log_text(run_id, yaml.safe_dump(contract.to_dict(), sort_keys=False), "contract/contract.yaml")
     store.update_run(run_id, status="RUNNING")  # leaving `start_run` marked the whole pipeline run FINISHED
-    return ModelInfo(run_id, info.model_uri, info.model_id or "")
+    return ModelInfo(run_id, info.model_uri, info.model_id or "", sha256=digest)
+
+
+def recorded_manifest(model_uri: str, store: MlflowClient) -> dict[str, str] | None:
+    """The file manifest recorded when the model behind `models:/...` was logged (None: logged without one).
+
+    For a registered version, the digest tagged on the version at registration must agree with it too."""
+    ref = model_uri.removeprefix("models:/")
+    version_digest = None
+    if ref.startswith("m-"):
+        model_id = ref
+    else:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = store.get_model_version_by_alias(name, alias)
+        else:
+            name, version = ref.split("/", 1)
+            mv = store.get_model_version(name, version)
+        source = mv.source or ""  # the version's `model_id` is not always filled in; its source names the model
+        model_id = getattr(mv, "model_id", None) or (source[len("models:/"):] if source.startswith("models:/m-")
+                                                     else None)
+        version_digest = (mv.tags or {}).get("model.sha256")
+        if not model_id:
+            return None
+    tags = store.get_logged_model(model_id).tags or {}
+    if FILES_TAG not in tags:
+        return None
+    manifest = json.loads(tags[FILES_TAG])
+    digest = manifest_digest(manifest)
+    for recorded in (tags.get(DIGEST_TAG), version_digest):
+        if recorded and recorded != digest:
+            raise IntegrityError(f"{model_uri} (its file manifest)", recorded, digest, "model")
+    return manifest
+
+
+_LOADED = tempfile.TemporaryDirectory(prefix="ml-lifecycle-models-")  # verified copies, kept while loaded models live
 
 
 def load_pyfunc(model_uri: str, settings: Settings | None = None) -> Any:
-    """Load a logged model as MLflow's pyfunc (signature and contract enforced), from the `settings`' store."""
-    if settings is None:
-        return mlflow.pyfunc.load_model(model_uri)
-    with using_store(settings):
-        return mlflow.pyfunc.load_model(model_uri)
+    """Load a logged model as MLflow's pyfunc (signature and contract enforced), from the `settings`' store,
+    after checking every file against the digests recorded when it was logged (`IntegrityError` if one differs).
+    Nothing is unpickled before that check; a file that still cannot be unpickled is an `ArtifactError`."""
+    store = client(settings) if settings is not None else MlflowClient()
+    with using_store(store.tracking_uri):
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri,
+                                                    dst_path=tempfile.mkdtemp(dir=_LOADED.name))
+        manifest = recorded_manifest(model_uri, store)
+        if manifest is not None:
+            verify_files(local, manifest, "model", where=model_uri)
+        try:
+            return mlflow.pyfunc.load_model(local)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError) as exc:
+            raise ArtifactError(f"{model_uri}: the model cannot be unpickled ({type(exc).__name__}: {exc})",
+                                model_uri) from exc
 
 
 def load_model(model_uri: str, settings: Settings | None = None) -> Any:

@@ -62,7 +62,8 @@ def test_demo_run_registers_a_champion(demo_runs):
     mv = client.get_model_version_by_alias("demo_model", "champion")
     assert str(mv.version) == "1"  # the second run (next test) moved challenger on to version 2
     reg = json.loads(product(run_dir, "register", "registration").read_text())
-    assert reg == {"name": "demo_model", "version": "1", "aliases": ["challenger", "champion"], "champion": True}
+    assert reg == {"name": "demo_model", "version": "1", "aliases": ["challenger", "champion"], "champion": True,
+                   "note": ""}
     assert mv.tags["gates.passed"] == "true"
     run = client.get_run(record["mlflow_run_id"])
     assert run.info.status == "FINISHED"
@@ -230,7 +231,8 @@ def test_init_and_run_on_user_data(tmp_path, make):
     assert r.returncode == 0, r.stdout + r.stderr
     run_dir = only_run_dir(proj)
     reg = json.loads(product(run_dir, "register", "registration").read_text())
-    assert reg == {"name": "user_table_model", "version": "1", "aliases": ["challenger", "champion"], "champion": True}
+    assert reg == {"name": "user_table_model", "version": "1", "aliases": ["challenger", "champion"], "champion": True,
+                   "note": ""}
     client = client_for(proj)
     mv = client.get_model_version_by_alias("user_table_model", "champion")
     run = client.get_run(mv.run_id)
