@@ -26,8 +26,9 @@ if TYPE_CHECKING:  # the heavy modules load when a method needs them: `ml.projec
     from ml_lifecycle.settings import Settings
 
 # %% auto #0
-__all__ = ['find_project', 'MonitorResult', 'frame_predictions', 'monitor_frame', 'monitor_log', 'monitor_project', 'ModelCard',
-           'model_card', 'compare_project', 'Project', 'project', 'SweepReport', 'sweep_project']
+__all__ = ['find_project', 'MonitorResult', 'served_log', 'judged_version', 'frame_predictions', 'monitor_frame', 'monitor_log',
+           'monitor_project', 'ModelCard', 'model_card', 'compare_project', 'Project', 'project', 'SweepReport',
+           'sweep_project']
 
 # %% ../nbs/25_project.ipynb #n005
 def find_project(path: str | os.PathLike = ".") -> Path:
@@ -89,7 +90,17 @@ class MonitorResult(Displayable):
         return "\n".join(lines)
 
 
-def _judged_version(settings: Settings, version: str | None) -> str:
+def served_log(settings: Settings) -> Path:
+    """The prediction log (`[monitoring] prediction_log`); `MonitoringError` if neither it nor a rotated part exists."""
+    from ml_lifecycle.monitoring import MonitoringError
+    from ml_lifecycle.predlog import rotated_logs
+    log = settings.path(settings.monitoring.prediction_log)
+    if not log.is_file() and not rotated_logs(log):
+        raise MonitoringError(f"no prediction log at {log} ([monitoring] prediction_log): serve the model first")
+    return log
+
+
+def judged_version(settings: Settings, version: str | None) -> str:
     """The version monitoring judges: the one asked for, else the deployed one, else the champion."""
     from ml_lifecycle.packaging import current_deployment
     from ml_lifecycle.registry import model_record, resolve_version
@@ -122,10 +133,9 @@ def monitor_frame(settings: Settings, data: pd.DataFrame, version: str | None = 
     against that version's reference profile."""
     import pandas as pd
 
-    from ml_lifecycle.errors import RegistryError
     from ml_lifecycle.monitoring import MonitorReport, drift_table, load_reference, recommend, timeline
-    from ml_lifecycle.promotion import previous_champion
-    version = _judged_version(settings, version)
+    from ml_lifecycle.promotion import has_previous_champion
+    version = judged_version(settings, version)
     profile, _ = load_reference(settings, version)
     ms = settings.monitoring
     empty = timeline(profile, pd.DataFrame(), 1, ms)
@@ -133,11 +143,7 @@ def monitor_frame(settings: Settings, data: pd.DataFrame, version: str | None = 
         report = MonitorReport(version, len(data), 0, ("", ""), drift_table(profile, pd.DataFrame(), None, ms), empty,
                                judged=False, evidence=[f"only {len(data)} rows (min_rows {ms.min_rows}): too few to judge"])
         return MonitorResult(report.to_dict())
-    try:
-        previous_champion(settings)
-        has_previous = True
-    except RegistryError:
-        has_previous = False
+    has_previous = has_previous_champion(settings)
     drift = drift_table(profile, data, frame_predictions(settings, version, data), ms)
     rec, evidence = recommend(drift, pd.DataFrame(), has_previous)
     return MonitorResult(MonitorReport(version, len(data), 0, ("", ""), drift, empty, recommendation=rec,
@@ -147,15 +153,13 @@ def monitor_frame(settings: Settings, data: pd.DataFrame, version: str | None = 
 def monitor_log(settings: Settings, since: str | None = None, labels: str | os.PathLike | None = None,
                 version: str | None = None, on_event: Callable[[Any], None] | None = None) -> MonitorResult:
     """Run the monitor notebook (`monitor.yaml` beside the pipeline) on the prediction log; never cached."""
-    from ml_lifecycle.monitoring import MonitoringError, parse_since
+    from ml_lifecycle.monitoring import parse_since
     from ml_lifecycle.pipeline import load_pipeline
-    from ml_lifecycle.predlog import count_served, rotated_logs
+    from ml_lifecycle.predlog import count_served
     from ml_lifecycle.runner import run_pipeline
     start = parse_since(since)  # a bad `since` is an error before any kernel starts
-    ms, judged = settings.monitoring, _judged_version(settings, version)
-    log = settings.path(ms.prediction_log)
-    if not log.is_file() and not rotated_logs(log):
-        raise MonitoringError(f"no prediction log at {log} ([monitoring] prediction_log): serve the model first")
+    ms, judged = settings.monitoring, judged_version(settings, version)
+    log = served_log(settings)
     served = count_served(log, judged, start)
     if served < ms.min_rows:  # nothing to judge: said at once, with no kernel and no MLflow run
         return MonitorResult({"model_version": judged, "rows": served, "source": "prediction log", "judged": False,

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # packaging imports BentoML: loaded only when a promotion dep
 # %% auto #0
 __all__ = ['GATE_COLUMNS', 'Evaluation', 'champion_predictions', 'select_metrics', 'evaluation_slices', 'evaluate_model',
            'project_split', 'split_gate', 'version_of', 'judge_version', 'Promotion', 'gate_rows', 'verdict_text',
-           'redeploy_if_stale', 'promote', 'previous_champion', 'rollback']
+           'redeploy_if_stale', 'promote', 'previous_champion', 'has_previous_champion', 'rollback']
 
 # %% ../nbs/21_promotion.ipynb #n005
 @dataclass(frozen=True)
@@ -325,6 +325,15 @@ def previous_champion(settings: Settings) -> tuple[str, str]:
         raise RegistryError(f"version {current} is the first champion of '{settings.registry.model_name}': "
                             "there is no earlier champion to roll back to")
     return current, chain[-2]
+
+
+def has_previous_champion(settings: Settings) -> bool:
+    """Whether `rollback` has an earlier champion to return to (monitoring recommends "roll back" only then)."""
+    try:
+        previous_champion(settings)
+    except RegistryError:
+        return False
+    return True
 
 
 def rollback(settings: Settings, reason: str = "", by: str | None = None, deploy: bool = True) -> Promotion:

@@ -28,7 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from .contracts import Contract, Violation, contract_from_dict
 from .errors import ArtifactError, ContractViolation, IntegrityError, LifecycleError
-from .files import sha256_file
+from .files import verify_files
 from .predlog import PredictionLog
 from .schemas import parse_records, request_model
 
@@ -47,11 +47,8 @@ DIGEST_LABELS = {MODEL_FILE: "model_sha256", CONTRACT_FILE: "contract_sha256"}
 def verify_bento_model(bento_model: Any) -> None:
     """`IntegrityError` if a BentoML model's files differ from the sha256 its labels recorded at export."""
     labels = bento_model.info.labels
-    for file, label in DIGEST_LABELS.items():
-        path = bento_model.path_of(file)
-        found = sha256_file(path) if os.path.isfile(path) else "(missing)"
-        if labels.get(label) and found != labels[label]:
-            raise IntegrityError(f"{bento_model.tag} {file}", labels[label], found, "Bento's model")
+    recorded = {file: labels[label] for file, label in DIGEST_LABELS.items() if labels.get(label)}
+    verify_files(bento_model.path, recorded, "Bento's model", where=str(bento_model.tag))
 
 
 def _plain(value: Any) -> Any:

@@ -18,10 +18,11 @@ import pandas as pd
 from . import monitoring, packaging, registry, reports, search, tracking
 from .contracts import Contract, ValidationReport, fingerprint, load_contract
 from .data import read_table
-from .errors import RegistryError
 from .experiment import Experiment, project_experiment
+from .files import atomic_write_text
 from .packaging import Deployment
-from .promotion import Evaluation, previous_champion
+from .project import judged_version, served_log
+from .promotion import Evaluation, has_previous_champion
 from .quality import QualityReport
 from .registry import Registered
 from .settings import Settings, load_settings
@@ -30,7 +31,7 @@ from .training import get_trainer, model_params, training_curves
 
 # %% auto #0
 __all__ = ['Step', 'step', 'read_data', 'log_validation', 'search_step', 'learning_curve_step', 'log_trained_model',
-           'log_evaluation', 'plot_evaluation', 'write_card', 'monitor_log', 'plot_monitoring', 'log_monitoring']
+           'log_evaluation', 'plot_evaluation', 'write_card', 'monitor_served', 'plot_monitoring', 'log_monitoring']
 
 # %% ../nbs/26_steps.ipynb #x005
 class Step:
@@ -108,7 +109,7 @@ class Step:
         return packaging.deploy_registered(self.settings, registered)
 
     def monitor(self, since: str = "", version: str = "", labels: str = "") -> monitoring.MonitorReport:
-        return monitor_log(self, since, version, labels)
+        return monitor_served(self, since, version, labels)
 
     def plot_monitoring(self, found: monitoring.MonitorReport, folder: str | os.PathLike) -> dict[str, Any]:
         return plot_monitoring(self, found, folder)
@@ -134,7 +135,6 @@ def read_data(step: Step) -> pd.DataFrame:
 def log_validation(step: Step, df: pd.DataFrame, report: ValidationReport, path: str | os.PathLike,
                    quality: QualityReport | None = None) -> None:
     """Write the validation report (with the quality findings once there are) and log it with the data's identity."""
-    from ml_lifecycle.files import atomic_write_text
     data = {**report.to_dict(), **({"quality": quality.to_dict()} if quality is not None else {})}
     atomic_write_text(path, json.dumps(data, indent=2, default=str))
     if quality is not None:
@@ -166,7 +166,6 @@ def search_step(step: Step, train: pd.DataFrame) -> tuple[Experiment, search.Sea
 def learning_curve_step(step: Step, model: Any, train: pd.DataFrame, experiment: Experiment,
                         path: str | os.PathLike) -> dict[str, Any]:
     """The model's learning curve (its epochs, or refits on growing shares of the folds), written to `path`."""
-    from ml_lifecycle.files import atomic_write_text
     curves = training_curves(model)
     curve = {"kind": "epochs", "rows": curves} if curves else search.learning_curve(step.contract, experiment, train)
     atomic_write_text(path, json.dumps(curve, indent=2))
@@ -239,31 +238,21 @@ def write_card(step: Step, info: ModelInfo, evaluated: Evaluation, registered: R
     return card
 
 # %% ../nbs/26_steps.ipynb #x021
-def monitor_log(step: Step, since: str = "", version: str = "", labels: str = "") -> monitoring.MonitorReport:
+def monitor_served(step: Step, since: str = "", version: str = "", labels: str = "") -> monitoring.MonitorReport:
     """Judge the served traffic of a model version against its reference profile."""
     from ml_lifecycle.predlog import read_prediction_log
     s, ms = step.settings, step.settings.monitoring
-    deployed = packaging.current_deployment(s)
-    version = version or (deployed.model_version if deployed else
-                          registry.resolve_version(s, alias=s.registry.champion_alias))
+    version = judged_version(s, version)
     profile, evaluation = monitoring.load_reference(s, version)
-    log_path = s.path(ms.prediction_log)
-    if not log_path.is_file():
-        raise monitoring.MonitoringError(f"no prediction log at {log_path} ([monitoring] prediction_log): "
-                                         "serve the model first")
+    log_path = served_log(s)
     start = monitoring.parse_since(since)
     log = read_prediction_log(log_path, start)  # streamed: only lines since `since`
     labels_path = labels or ms.labels
     label_rows = read_table(s.path(Path(labels_path))) if labels_path else None
-    try:
-        previous_champion(s)  # what `ml-lifecycle rollback` would return to
-        has_previous = True
-    except RegistryError:
-        has_previous = False
     print(f"model version {version}; log {log_path} ({len(log)} requests); labels: {labels_path or 'none'}")
     watched = ms.quality_metrics or tuple(g.metric for g in s.gates.gates)  # what the model was promoted on
-    return monitoring.monitor(profile, log, version, ms, step.contract, evaluation, label_rows, start, has_previous,
-                              watched)
+    return monitoring.monitor(profile, log, version, ms, step.contract, evaluation, label_rows, start,
+                              has_previous_champion(s), watched)  # may "roll back" be recommended?
 
 
 def plot_monitoring(step: Step, found: monitoring.MonitorReport, folder: str | os.PathLike) -> dict[str, Any]:
