@@ -209,7 +209,12 @@ def close_killed_runs(settings: Settings) -> list[str]:
     """Mark the runs whose process died as killed (run.json and MLflow) and delete their leftovers."""
     closed = []
     for marker in sorted(_active_dir(settings).glob("*")) if _active_dir(settings).is_dir() else []:
-        run_dir = Path(marker.read_text().strip() or marker.name)
+        if marker.name.startswith(".tmp-"):
+            continue  # another run's marker being written (runs of a sweep start side by side)
+        try:
+            run_dir = Path(marker.read_text().strip() or marker.name)
+        except FileNotFoundError:
+            continue  # that run ended, or another run closed it, since the listing
         try:
             data = json.loads((run_dir / "run.json").read_text())
         except (OSError, ValueError):
