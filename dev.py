@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -22,8 +23,11 @@ VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 
 
+START = time.monotonic()
+
+
 def say(msg: str) -> None:
-    print(f"\n==> {msg}", flush=True)
+    print(f"\n==> [{time.monotonic() - START:6.0f} s] {msg}", flush=True)
 
 
 def sh(*cmd: str | os.PathLike, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -166,7 +170,9 @@ def test() -> int:
     if sh(BIN / "nbdev-test", check=False).returncode:
         return 1
     say("pytest on tests/ (slow end-to-end tests included)")
-    return sh(BIN / "pytest", "tests", check=False).returncode
+    code = sh(BIN / "pytest", "tests", "--durations=25", check=False).returncode
+    say(f"done: exit {code}")
+    return code
 
 
 def main(argv: list[str]) -> int:
