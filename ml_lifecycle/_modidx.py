@@ -986,6 +986,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                       'ml_lifecycle.serving.body_error': ('serving.html#body_error', 'ml_lifecycle/serving.py'),
                                       'ml_lifecycle.serving.check_request': ('serving.html#check_request', 'ml_lifecycle/serving.py'),
                                       'ml_lifecycle.serving.conforming_spec': ('serving.html#conforming_spec', 'ml_lifecycle/serving.py'),
+                                      'ml_lifecycle.serving.log_location': ('serving.html#log_location', 'ml_lifecycle/serving.py'),
                                       'ml_lifecycle.serving.predict_records': ('serving.html#predict_records', 'ml_lifecycle/serving.py'),
                                       'ml_lifecycle.serving.prediction_schema': ( 'serving.html#prediction_schema',
                                                                                   'ml_lifecycle/serving.py'),

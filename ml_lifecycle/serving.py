@@ -13,8 +13,9 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -36,7 +37,8 @@ from .schemas import parse_records, request_model
 __all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'DIGEST_LABELS', 'ROUTES', 'JSON_TYPE', 'CLIENT_ERROR', 'REJECTION', 'ARGS', 'LOG_ENV',
            'MODES', 'ONE_LINE', 'Records', 'OneRecord', 'Answer', 'OneAnswer', 'verify_bento_model', 'predict_records',
            'rejection', 'check_request', 'respond', 'records_type', 'record_type', 'prediction_schema', 'response_type',
-           'body_error', 'conforming_spec', 'FrontDoor', 'Scorer', 'ServiceArgs', 'OneLineClientErrors', 'ModelService']
+           'body_error', 'conforming_spec', 'FrontDoor', 'Scorer', 'ServiceArgs', 'log_location', 'OneLineClientErrors',
+           'ModelService']
 
 # %% ../nbs/19_serving.ipynb #c005
 MODEL_FILE, CONTRACT_FILE = "model.pkl", "contract.yaml"
@@ -383,12 +385,23 @@ class ServiceArgs(BaseModel):
     max_batch_rows: int = 1000
     max_batch_requests: int = 32
     max_body_bytes: int = 1_048_576
-    prediction_log: str = "logs/predictions.jsonl"  # relative to the server's working directory; "off" disables
+    prediction_log: str = "logs/predictions.jsonl"  # relative to where the server was started; "off" disables
 
 
 ARGS = bentoml.use_arguments(ServiceArgs)
 LOG_ENV = "ML_LIFECYCLE_MONITORING__PREDICTION_LOG"  # the settings override of [monitoring] prediction_log
 MODES = ("single", "shadow", "canary")
+
+
+def log_location(configured: str, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """Where the prediction log goes: `$ML_LIFECYCLE_MONITORING__PREDICTION_LOG`, else the Bento's argument; a
+    relative path is taken from the folder the server was started in ($PWD), not the Bento's `src/`, which
+    BentoML changes into before it imports the service. None: logging is off."""
+    where = environ.get(LOG_ENV) or configured
+    if where == "off":
+        return None
+    path = Path(where).expanduser()
+    return path if path.is_absolute() else Path(environ.get("PWD") or os.getcwd()) / path
 
 
 def _stored_contract(tag: str) -> Contract | None:
@@ -469,8 +482,9 @@ class ModelService:
         self.record_model = request_model(self.champion.contract)
         self.rng = random.Random()
         self.pending: set[asyncio.Task] = set()
-        where = os.environ.get(LOG_ENV) or ARGS.prediction_log
-        self.log = None if where == "off" else PredictionLog(where)
+        where = log_location(ARGS.prediction_log)
+        self.log = None if where is None else PredictionLog(where)
+        logging.getLogger("bentoml").info("prediction log: %s", where or "off")
         logging.getLogger("bentoml._internal.server.http_app").addFilter(ONE_LINE)  # where BentoML logs them
         threadpool_limits(1)  # one request's rows in one thread: a pool's start-up dominates small batches
         gc.collect()

@@ -64,12 +64,18 @@ RECORDS = [
 ]
 
 
-def test_each_bento_serves_exactly_its_version(bentos):
-    # version 2 is newer in both the registry and the BentoML model store; the v1 Bento must still serve v1
-    for version in ("1", "2"):
-        with Server(bentos, [BIN / "bentoml", "serve", bentos[f"TEST_BENTO_V{version}"], "--host", "127.0.0.1"]) as server:
+def test_each_bento_serves_exactly_its_version(bentos, tmp_path):
+    # version 2 is newer in both the registry and the BentoML model store; the v1 Bento must still serve v1.
+    # v1 is served as a user would from a shell in the project folder, with no log setting: its prediction log
+    # goes to that folder's logs/ (where `monitor` reads), not inside the Bento store's src/
+    plain = {k: v for k, v in bentos.items() if k != "ML_LIFECYCLE_MONITORING__PREDICTION_LOG"}
+    for version, env in (("1", {**plain, "PWD": str(tmp_path)}), ("2", bentos)):
+        with Server(env, [BIN / "bentoml", "serve", bentos[f"TEST_BENTO_V{version}"], "--host", "127.0.0.1"],
+                    cwd=tmp_path) as server:
             status, out = server.predict(RECORDS)
         assert status == 200 and out["model_version"] == version
+        if version == "1":
+            assert json.loads((tmp_path / "logs/predictions.jsonl").read_text())["model_version"] == "1"
         assert [p["label"] for p in out["predictions"]] == [0, 1]
         assert all(abs(sum(p["scores"].values()) - 1) < 1e-5 for p in out["predictions"])
 
