@@ -223,6 +223,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'ml_lifecycle.evals.Verdict._title': ('evals.html#verdict._title', 'ml_lifecycle/evals.py'),
                                     'ml_lifecycle.evals.Verdict.failed': ('evals.html#verdict.failed', 'ml_lifecycle/evals.py'),
                                     'ml_lifecycle.evals.Verdict.from_dict': ('evals.html#verdict.from_dict', 'ml_lifecycle/evals.py'),
+                                    'ml_lifecycle.evals.Verdict.judgement': ('evals.html#verdict.judgement', 'ml_lifecycle/evals.py'),
                                     'ml_lifecycle.evals.Verdict.passed': ('evals.html#verdict.passed', 'ml_lifecycle/evals.py'),
                                     'ml_lifecycle.evals.Verdict.to_dict': ('evals.html#verdict.to_dict', 'ml_lifecycle/evals.py'),
                                     'ml_lifecycle.evals.Verdict.to_frame': ('evals.html#verdict.to_frame', 'ml_lifecycle/evals.py'),

@@ -145,6 +145,12 @@ class Verdict(Displayable):
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
         return cls(tuple(GateResult(**r) for r in d["results"]), d.get("positive"))
 
+    def judgement(self) -> dict[str, Any]:
+        """What was judged: each gate with its threshold and outcome, without the values. Two verdicts on the same
+        model and data agree on it even when a measured value (latency) moved between runs."""
+        return {"passed": self.passed, "positive": self.positive,
+                "gates": [[r.gate, r.metric, r.threshold, r.passed] for r in self.results]}
+
     def _title(self) -> str:
         n = len(self.results)
         return "Verdict: " + (f"all {n} gate(s) passed" if self.passed else f"{len(self.failed)} of {n} gate(s) FAILED")

@@ -379,7 +379,7 @@ def register_model(settings: Settings, model_uri: str, run_id: str, verdict: Ver
     from mlflow.exceptions import MlflowException
     reg = settings.registry
     client = _client(settings)
-    digest = sha256_text(json.dumps(verdict.to_dict(), sort_keys=True))[:16]
+    digest = sha256_text(json.dumps(verdict.judgement(), sort_keys=True, default=str))[:16]
     all_tags = {**dict(tags or {}), "gates.passed": str(verdict.passed).lower(),
                 "gates.verdict": json.dumps(verdict.to_dict()), VERDICT_TAG: digest}
     try:
