@@ -3,6 +3,8 @@
 d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_url': '', 'lib_path': 'ml_lifecycle'},
   'syms': { 'ml_lifecycle.card': { 'ml_lifecycle.card._facts': ('card.html#_facts', 'ml_lifecycle/card.py'),
                                    'ml_lifecycle.card._fmt': ('card.html#_fmt', 'ml_lifecycle/card.py'),
+                                   'ml_lifecycle.card._plot_rank': ('card.html#_plot_rank', 'ml_lifecycle/card.py'),
+                                   'ml_lifecycle.card._stem': ('card.html#_stem', 'ml_lifecycle/card.py'),
                                    'ml_lifecycle.card._table': ('card.html#_table', 'ml_lifecycle/card.py'),
                                    'ml_lifecycle.card.calibration_gap': ('card.html#calibration_gap', 'ml_lifecycle/card.py'),
                                    'ml_lifecycle.card.card_html': ('card.html#card_html', 'ml_lifecycle/card.py'),

@@ -11,11 +11,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 # %% auto #0
-__all__ = ['UNIT_METRICS', 'CARD_CSS', 'calibration_gap', 'small_slices', 'widest_intervals', 'class_imbalance',
+__all__ = ['UNIT_METRICS', 'PLOT_ORDER', 'CARD_CSS', 'calibration_gap', 'small_slices', 'widest_intervals', 'class_imbalance',
            'evidence_limitations', 'decision_rule', 'model_card', 'card_html']
 
 # %% ../nbs/23_card.ipynb #x005
 UNIT_METRICS = ("rmse", "mae", "log_loss")  # metrics in their own units, not in [0, 1]
+PLOT_ORDER = ("confusion_matrix", "roc_pr", "calibration", "residuals", "learning_curve")  # unknown ones last
 
 
 def _fmt(v: Any) -> str:
@@ -25,18 +26,23 @@ def _fmt(v: Any) -> str:
 
 
 def calibration_gap(bins: Sequence[Mapping[str, Any]], max_gap: float = 0.1, min_rows: int = 10) -> str | None:
-    """The largest predicted-against-observed gap of one calibration bin, when it is over `max_gap`."""
-    judged = [(i, b) for i, b in enumerate(bins) if b["rows"] >= min_rows]
-    if not judged:
+    """The calibration bins (quantiles of the score, lowest first) whose mean predicted probability is more than
+    `max_gap` from the observed frequency: how many, the largest gap, and the top bin's."""
+    off = [(i, b, b["predicted"] - b["observed"]) for i, b in enumerate(bins)
+           if b["rows"] >= min_rows and abs(b["predicted"] - b["observed"]) > max_gap]
+    if not off:
         return None
-    i, worst = max(judged, key=lambda ib: abs(ib[1]["predicted"] - ib[1]["observed"]))
-    gap = abs(worst["predicted"] - worst["observed"])
-    if gap <= max_gap:
-        return None
-    where = "the top bin" if i == len(bins) - 1 else "the bottom bin" if i == 0 else f"bin {i + 1} of {len(bins)}"
-    return (f"Calibration: in {where} of scores ({worst['rows']} test rows) the model predicts "
-            f"{worst['predicted']:.2f} on average but {worst['observed']:.2f} are observed, a gap of {gap:.2f} "
-            f"(over {max_gap:g}); read its scores as a ranking, not as probabilities.")
+    how = "overstate" if all(d > 0 for *_, d in off) else "understate" if all(d < 0 for *_, d in off) else "miss"
+    i, worst, gap = max(off, key=lambda x: abs(x[2]))
+    where = "the top bin" if i == len(bins) - 1 else "the bottom bin" if i == 0 else f"bin {i + 1}"
+    text = (f"Calibration: the scores {how} the observed rate by more than {max_gap:g} in {len(off)} of {len(bins)} "
+            f"score bins (quantiles, lowest first); the largest gap, {abs(gap):.2f}, is in {where} ({worst['rows']} "
+            f"test rows), where the model predicts {worst['predicted']:.2f} on average but {worst['observed']:.2f} "
+            "are observed")
+    top = off[-1][1] if off[-1][0] == len(bins) - 1 and i != len(bins) - 1 else None
+    if top:
+        text += f"; in the top bin it predicts {top['predicted']:.2f} but {top['observed']:.2f} are observed"
+    return text + ". Read the scores as a ranking, not as probabilities."
 
 
 def small_slices(slices: Sequence[Mapping[str, Any]], min_rows: int) -> str | None:
@@ -116,6 +122,14 @@ def _table(rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> list[str]:
     return out
 
 
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _plot_rank(stem: str) -> int:
+    return PLOT_ORDER.index(stem) if stem in PLOT_ORDER else len(PLOT_ORDER)
+
+
 def _facts(facts: Mapping[str, Any]) -> list[str]:
     return [f"- **{k}**: {_fmt(v)}" for k, v in facts.items()] + [""]
 
@@ -163,9 +177,8 @@ def model_card(title: str, model: Mapping[str, Any], data: Mapping[str, Any], co
                     ["gate", "value", "threshold", "passed", "detail"]) + [""]
     if plots:
         lines += ["## Plots", "", "On the held-out test split; the learning curve on the training split.", ""]
-        for p in plots:
-            name = p.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace("_", " ")
-            lines += [f"![{name}]({p})", ""]
+        for p in sorted(plots, key=lambda p: _plot_rank(_stem(p))):
+            lines += [f"![{_stem(p).replace('_', ' ')}]({p})", ""]
     limits = [*card.get("limitations", []), *evidence_limitations(evaluation, plot_data, slice_min_rows)]
     lines += ["## Limitations", ""] + ([f"- {x}" for x in limits] or ["- None recorded."]) + [""]
     return "\n".join(lines)
