@@ -5,9 +5,8 @@
 # %% ../nbs/23_reports.ipynb #c003
 from __future__ import annotations
 
-import html
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ def _plt():
     return plt
 
 # %% auto #0
-__all__ = ['confusion_figure', 'roc_pr_figure', 'calibration_figure', 'residuals_figure', 'learning_curve_figure',
-           'evaluation_figures', 'save_figures', 'overlay_figure', 'comparison_figures', 'drift_figure',
-           'timeline_figure', 'evidence_limitations', 'model_card', 'markdown_html', 'write_card']
+__all__ = ['confusion_figure', 'roc_pr_figure', 'calibration_table', 'calibration_figure', 'residuals_figure',
+           'learning_curve_figure', 'evaluation_figures', 'plot_data', 'save_figures', 'overlay_figure',
+           'comparison_figures', 'drift_figure', 'timeline_figure']
 
 # %% ../nbs/23_reports.ipynb #c005
 def confusion_figure(p: Predictions) -> Any:
@@ -75,18 +74,29 @@ def roc_pr_figure(p: Predictions) -> Any:
     return fig
 
 
+def calibration_table(p: Predictions, bins: int = 10) -> pd.DataFrame:
+    """The reliability curve's data: per quantile bin of the score, its rows, mean predicted probability and
+    observed frequency (binary: the positive class; multiclass: whether the top class is right)."""
+    if len(p.classes) == 2:
+        hit, score = _one_vs_rest(p)[0][1], p.scores[:, p.positive_index]
+    else:  # the top class: is the model as sure as it is right?
+        hit, score = (p.y_pred.astype(str) == p.y_true.astype(str)).astype(int), p.scores.max(axis=1)
+    edges = np.unique(np.quantile(score, np.linspace(0, 1, bins + 1)))  # ties can merge quantile edges
+    which = np.searchsorted(edges[1:-1], score, side="right")  # the binning of sklearn's calibration_curve
+    frame = pd.DataFrame({"bin": which, "predicted": score, "observed": hit})
+    out = frame.groupby("bin").agg(rows=("predicted", "size"), predicted=("predicted", "mean"),
+                                   observed=("observed", "mean")).reset_index(drop=True)
+    return out.astype({"rows": int, "predicted": float, "observed": float})
+
+
 def calibration_figure(p: Predictions, bins: int = 10) -> Any:
     """Reliability diagram: mean predicted probability against the observed rate, per quantile bin."""
-    from sklearn.calibration import calibration_curve
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    if len(p.classes) == 2:
-        hit, score, label = _one_vs_rest(p)[0][1], p.scores[:, p.positive_index], f"P({p.positive_label})"
-    else:  # the top class: is the model as sure as it is right?
-        hit, score, label = (p.y_pred.astype(str) == p.y_true.astype(str)).astype(int), p.scores.max(axis=1), "top class"
-    if 0 < hit.sum() < len(hit):
-        frac, mean = calibration_curve(hit, score, n_bins=bins, strategy="quantile")
-        ax.plot(mean, frac, marker="o", label=label)
+    label = f"P({p.positive_label})" if len(p.classes) == 2 else "top class"
+    table = calibration_table(p, bins)
+    if 0 < table["observed"].mul(table["rows"]).sum() < table["rows"].sum():  # both outcomes occur
+        ax.plot(table["predicted"], table["observed"], marker="o", label=label)
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
     ax.set(xlabel="mean predicted probability", ylabel="observed frequency", title="Calibration (test split)",
            xlim=(0, 1), ylim=(0, 1))
@@ -145,6 +155,16 @@ def evaluation_figures(task: str, p: Predictions, curve: Mapping[str, Any] | Non
     return figs
 
 
+def plot_data(task: str, p: Predictions) -> dict[str, Any]:
+    """The data behind the classification plots, for the model card's limitations: the calibration curve's bins
+    and the test split's rows per class (empty for regression)."""
+    if task == "regression":
+        return {}
+    counts = pd.Series(p.y_true.astype(str)).value_counts()
+    return {"calibration": calibration_table(p).to_dict(orient="records"),
+            "classes": {str(c): int(counts.get(str(c), 0)) for c in p.classes}}
+
+
 def save_figures(figs: Mapping[str, Any], folder: str | os.PathLike, close: bool = True) -> list[Path]:
     """Save figures as `<name>.png` in `folder`; closed afterwards unless `close=False` (to show them)."""
     plt = _plt()
@@ -159,7 +179,7 @@ def save_figures(figs: Mapping[str, Any], folder: str | os.PathLike, close: bool
             plt.close(fig)
     return paths
 
-# %% ../nbs/23_reports.ipynb #x008
+# %% ../nbs/23_reports.ipynb #8faeda58
 def _pooled(p: Predictions) -> tuple[np.ndarray, np.ndarray]:
     """(is-class, score) of the positive class (binary) or of every class pooled one-vs-rest (multiclass)."""
     parts = _one_vs_rest(p)
@@ -244,129 +264,3 @@ def timeline_figure(timeline: pd.DataFrame, threshold: float) -> Any:
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig
-
-# %% ../nbs/23_reports.ipynb #c013
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "n/a" if v != v else f"{v:.4g}"
-    return str(v)
-
-
-def _table(rows: Sequence[Mapping[str, Any]], cols: Sequence[str]) -> list[str]:
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(_fmt(r.get(c, "")).replace("|", "\\|") for c in cols) + " |" for r in rows]
-    return out
-
-
-def evidence_limitations(evaluation: Mapping[str, Any], min_rows: int = 30) -> list[str]:
-    """Limitations the evaluation itself shows: small slices, wide intervals, slices failing a gate."""
-    out = []
-    for name, (lo, hi) in evaluation.get("intervals", {}).items():
-        value = evaluation.get("metrics", {}).get(name, 0.0)
-        bounded = name not in ("rmse", "mae", "log_loss")  # scores in [0, 1]; the others are in their own units
-        wide = (hi - lo > 0.1) if bounded else (value and (hi - lo) / abs(value) > 0.2)
-        if lo == lo and hi == hi and wide:
-            out.append(f"The {name} estimate is uncertain: its {evaluation.get('confidence', 0.95):.0%} interval "
-                       f"is [{lo:.3f}, {hi:.3f}].")
-    small = [f"{s['slice']}={s['value']} ({s['rows']} rows)" for s in evaluation.get("slices", [])
-             if s.get("rows", min_rows) < min_rows]
-    if small:
-        out.append("Slices too small to judge: " + ", ".join(small[:10]) + (" ..." if len(small) > 10 else "") + ".")
-    for g in evaluation.get("verdict", {}).get("results", []):
-        if not g.get("passed") and str(g.get("gate", "")).startswith("slice"):
-            out.append(f"Below a slice gate: {g['gate']} ({g.get('detail') or _fmt(g.get('value'))}).")
-    if evaluation.get("test_rows", min_rows) < 200:
-        out.append(f"Evaluated on only {evaluation.get('test_rows')} test rows.")
-    return out
-
-
-def model_card(title: str, model: Mapping[str, Any], data: Mapping[str, Any], contract: Mapping[str, Any],
-               evaluation: Mapping[str, Any], card: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
-    """The model card as Markdown."""
-    lines = [f"# Model card: {title}", ""]
-    lines += ["## Intended use", "", str(card.get("intended_use") or "_Not stated: set `card.intended_use` in the "
-                                                                 "experiment config._"), ""]
-    lines += ["## Model", ""] + [f"- **{k}**: {_fmt(v)}" for k, v in model.items()] + [""]
-    lines += ["## Data", ""] + [f"- **{k}**: {_fmt(v)}" for k, v in data.items()] + [""]
-    feats = contract.get("columns", {})
-    target = contract.get("target", {})
-    # the class precision, recall and F1 were computed for: the verdict's (what was judged), else the contract's
-    positive = (evaluation.get("verdict") or {}).get("positive", target.get("positive"))
-    lines += ["## Contract", "", f"`{contract.get('name')}` version {contract.get('version')}: "
-              f"{contract.get('description', '')}", "",
-              f"Target `{target.get('column')}` ({target.get('task')}"
-              f"{'' if positive is None else f'; positive class `{positive}`'}); "
-              f"{len(feats)} columns; slices: {', '.join(contract.get('slices', [])) or 'none'}.", ""]
-    metrics = evaluation.get("metrics", {})
-    ints = evaluation.get("intervals", {})
-    conf = evaluation.get("confidence", 0.95)
-    rows = [{"metric": k, "value": v, f"{conf:.0%} low": ints.get(k, [np.nan])[0],
-             f"{conf:.0%} high": ints.get(k, [np.nan, np.nan])[1]} for k, v in metrics.items()]
-    lines += ["## Metrics (held-out test split)", "", f"{evaluation.get('test_rows')} test rows; intervals by "
-              "bootstrap.", ""] + _table(rows, ["metric", "value", f"{conf:.0%} low", f"{conf:.0%} high"]) + [""]
-    slices = evaluation.get("slices", [])
-    if slices:
-        cols = ["slice", "value", "rows"] + [m for m in metrics if m in slices[0]]
-        lines += ["## Metrics per slice", ""] + _table(slices, cols) + [""]
-    verdict = evaluation.get("verdict", {})
-    lines += ["## Gates", "", f"Verdict: **{'passed' if verdict.get('passed') else 'FAILED'}**", ""]
-    lines += _table([{**g, "passed": "pass" if g.get("passed") else "FAIL"} for g in verdict.get("results", [])],
-                    ["gate", "value", "threshold", "passed", "detail"]) + [""]
-    limits = [*card.get("limitations", []), *evidence_limitations(evaluation)]
-    lines += ["## Limitations", ""] + ([f"- {x}" for x in limits] or ["- None recorded."]) + [""]
-    if plots:
-        lines += ["## Plots", ""] + [f"![{Path(p).stem}](plots/{Path(p).name})" for p in plots] + [""]
-    return "\n".join(lines)
-
-
-def markdown_html(markdown: str, title: str) -> str:
-    """A standalone HTML page of the card (headings, lists, tables, images, bold and code)."""
-    import re
-    def inline(t: str) -> str:
-        t = html.escape(t)
-        t = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2" style="max-width:100%">', t)
-        t = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", t)
-        t = re.sub(r"_([^_]+)_(?=\W|$)", r"<em>\1</em>", t)
-        return re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
-    body, lines, i = [], markdown.splitlines(), 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
-        elif line.startswith("| "):
-            rows = []
-            while i < len(lines) and lines[i].startswith("|"):
-                if not set(lines[i]) <= set("|-"):
-                    rows.append([c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", lines[i].strip())[1:-1]])
-                i += 1
-            head, *rest = rows
-            body.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rest)
-                        + "</table>")
-            continue
-        elif line.startswith("- "):
-            items = []
-            while i < len(lines) and lines[i].startswith("- "):
-                items.append(f"<li>{inline(lines[i][2:])}</li>")
-                i += 1
-            body.append("<ul>" + "".join(items) + "</ul>")
-            continue
-        elif line.strip():
-            body.append(f"<p>{inline(line)}</p>")
-        i += 1
-    style = ("body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;"
-             "text-align:left}th{background:#f3f3f3}code{background:#f3f3f3;padding:0 .2em}")
-    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
-def write_card(folder: str | os.PathLike, markdown: str, title: str) -> list[Path]:
-    """Write `model_card.md` and `model_card.html` into `folder`."""
-    from ml_lifecycle.files import atomic_write_text
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "model_card.md", markdown)
-    atomic_write_text(folder / "model_card.html", markdown_html(markdown, title))
-    return [folder / "model_card.md", folder / "model_card.html"]

@@ -255,8 +255,10 @@ def _new_run_dir(settings: Settings) -> Path:
 def _finish_tracking(settings: Settings, record: RunRecord, executed: list[StepRecord]) -> None:
     if not record.mlflow_run_id:
         return
+    from ml_lifecycle.notebook_html import write_notebooks_html
     from ml_lifecycle.tracking import end_run, log_files
-    log_files(record.mlflow_run_id, [r.notebook for r in executed if r.notebook], "notebooks", settings)
+    notebooks = [r.notebook for r in executed if r.notebook]  # each also as HTML, which the MLflow UI renders
+    log_files(record.mlflow_run_id, [*notebooks, *write_notebooks_html(notebooks)], "notebooks", settings)
     log_files(record.mlflow_run_id, [Path(record.run_dir) / "run.json"], settings=settings)
     end_run(record.mlflow_run_id, "FINISHED" if record.status == "done" else "FAILED", settings)
 

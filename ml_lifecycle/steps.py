@@ -102,8 +102,8 @@ class Step:
                                        judged_against=evaluated.champion)
 
     def write_card(self, info: ModelInfo, evaluated: Evaluation, registered: Registered, train: pd.DataFrame,
-                   path: str | os.PathLike) -> str:
-        return write_card(self, info, evaluated, registered, train, path)
+                   path: str | os.PathLike, plots: str | os.PathLike | None = None) -> str:
+        return write_card(self, info, evaluated, registered, train, path, plots)
 
     def deploy(self, registered: Registered) -> Deployment:
         return packaging.deploy_registered(self.settings, registered)
@@ -213,13 +213,27 @@ def plot_evaluation(step: Step, evaluated: Evaluation, learning_curve: str | os.
     curve = json.loads(Path(learning_curve).read_text())
     figures = reports.evaluation_figures(step.contract.task, evaluated.predictions, curve)
     step.log_figures(figures, folder, "plots")
+    data = reports.plot_data(step.contract.task, evaluated.predictions)  # the card's limitations read it
+    atomic_write_text(Path(folder) / "plot_data.json", json.dumps(data, indent=2))
     return figures
 
 # %% ../nbs/26_steps.ipynb #x018
 def write_card(step: Step, info: ModelInfo, evaluated: Evaluation, registered: Registered, train: pd.DataFrame,
-               path: str | os.PathLike) -> str:
-    """Write the registered version's model card (Markdown and HTML) and log it; returns the Markdown."""
-    c, ev = step.contract, evaluated.to_dict()
+               path: str | os.PathLike, plots: str | os.PathLike | None = None) -> str:
+    """Write the registered version's model card (Markdown, with the evaluate step's `plots` folder copied beside
+    it, and self-contained HTML) and log it; returns the Markdown."""
+    import shutil
+    from datetime import UTC, datetime
+
+    from ml_lifecycle import card
+    c, ev, folder = step.contract, evaluated.to_dict(), Path(path).parent
+    pngs = sorted(Path(plots).glob("*.png")) if plots else []
+    data_file = Path(plots or folder) / "plot_data.json"
+    plot_data = json.loads(data_file.read_text()) if plots and data_file.is_file() else {}
+    params = tracking.client(step.settings).get_run(info.run_id).data.params  # the train step's repro.* record
+    provenance = {"written": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                  "git commit": params.get("repro.git_commit", "not recorded"),
+                  "contract digest": params.get("repro.contract_digest", c.digest)}
     data = {"table": str(step.settings.data.path), "training rows": len(train),
             "training fingerprint": info.train_fingerprint, "test rows": evaluated.test_rows}
     if c.time:
@@ -229,13 +243,20 @@ def write_card(step: Step, info: ModelInfo, evaluated: Evaluation, registered: R
              "seed": info.seed, "MLflow run": info.run_id, "aliases at registration": ", ".join(registered.aliases),
              **{k: f"{v:.4g}" for k, v in evaluated.operational.items()}}
     title = f"{registered.name} version {registered.version}"
-    card = reports.model_card(title, model, data, c.to_dict(), ev,
-                              {"intended_use": step.experiment.card.intended_use,
-                               "limitations": list(step.experiment.card.limitations)})
-    paths = reports.write_card(Path(path).parent, card, f"Model card: {title}")
-    tracking.log_files(info.run_id, paths, "model_card", step.settings)
-    registry.describe_version(step.settings, registered.version, card)
-    return card
+    text = {"intended_use": step.experiment.card.intended_use, "limitations": list(step.experiment.card.limitations)}
+    parts = (title, model, data, c.to_dict(), ev, text)
+    rest = {"provenance": provenance, "plot_data": plot_data, "slice_min_rows": step.settings.gates.slice_min_rows}
+    markdown = card.model_card(*parts, [f"plots/{p.name}" for p in pngs], **rest)
+    (folder / "plots").mkdir(parents=True, exist_ok=True)
+    for p in pngs:
+        shutil.copyfile(p, folder / "plots" / p.name)
+    atomic_write_text(folder / "model_card.md", markdown)
+    page = card.card_html(markdown, f"Model card: {title}", {f"plots/{p.name}": p.read_bytes() for p in pngs})
+    atomic_write_text(folder / "model_card.html", page)  # self-contained: the plots are embedded
+    tracking.log_files(info.run_id, [folder / "model_card.md", folder / "model_card.html"], "model_card",
+                       step.settings)
+    registry.describe_version(step.settings, registered.version, card.model_card(*parts, **rest))  # no images:
+    return markdown  # the registry's description has no files beside it
 
 # %% ../nbs/26_steps.ipynb #x021
 def monitor_served(step: Step, since: str = "", version: str = "", labels: str = "") -> monitoring.MonitorReport:

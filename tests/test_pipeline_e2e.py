@@ -77,7 +77,7 @@ def test_demo_run_registers_a_champion(demo_runs):
     assert {a.path for a in client.list_artifacts(run.info.run_id, "environment")} == {"environment/packages.json"}
     assert run.data.metrics["test.roc_auc"] >= 0.75
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "notebooks")}
-    assert artifacts == {f"notebooks/{n}" for n in names}
+    assert artifacts == {f"notebooks/{n}{ext}" for n in (Path(m).stem for m in names) for ext in (".ipynb", ".html")}
     assert {a.path for a in client.list_artifacts(run.info.run_id, "contract")} == {"contract/contract.yaml"}
     import mlflow
 
@@ -161,7 +161,8 @@ def test_contract_violation_stops_at_validate(demo_project):
     assert client.search_registered_models() == []
     run = client.search_runs([client.get_experiment_by_name("demo").experiment_id])[0]
     assert run.info.status == "FAILED"
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "notebooks")} == {"notebooks/01_validate.ipynb"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "notebooks")} == {"notebooks/01_validate.ipynb",
+                                                                                  "notebooks/01_validate.html"}
 
 
 # --- the user's own data: binary (string labels), multiclass and regression ---------------------------------
