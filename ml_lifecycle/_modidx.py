@@ -873,6 +873,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'ml_lifecycle.runner._Keys': ('runner.html#_keys', 'ml_lifecycle/runner.py'),
                                      'ml_lifecycle.runner._Keys.__call__': ('runner.html#_keys.__call__', 'ml_lifecycle/runner.py'),
                                      'ml_lifecycle.runner._Keys.__init__': ('runner.html#_keys.__init__', 'ml_lifecycle/runner.py'),
+                                     'ml_lifecycle.runner._Keys._aliases': ('runner.html#_keys._aliases', 'ml_lifecycle/runner.py'),
                                      'ml_lifecycle.runner._active_dir': ('runner.html#_active_dir', 'ml_lifecycle/runner.py'),
                                      'ml_lifecycle.runner._execute': ('runner.html#_execute', 'ml_lifecycle/runner.py'),
                                      'ml_lifecycle.runner._finish_tracking': ('runner.html#_finish_tracking', 'ml_lifecycle/runner.py'),

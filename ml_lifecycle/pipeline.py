@@ -22,12 +22,14 @@ from .files import sha256_file, sha256_files, sha256_text
 from .settings import SECTIONS, Settings
 
 # %% auto #0
-__all__ = ['COMMON_PARAMETERS', 'Step', 'Pipeline', 'parse_pipeline', 'notebook_parameters', 'notebook_digest', 'load_pipeline',
-           'write_notebook', 'step_experiment', 'with_experiment', 'package_digest', 'settings_digest', 'step_key']
+__all__ = ['COMMON_PARAMETERS', 'REGISTRY_ROLES', 'Step', 'Pipeline', 'parse_pipeline', 'notebook_parameters', 'notebook_digest',
+           'load_pipeline', 'write_notebook', 'step_experiment', 'with_experiment', 'package_digest', 'settings_digest',
+           'step_key']
 
 # %% ../nbs/14_pipeline.ipynb #c005
 COMMON_PARAMETERS = ("settings_path", "mlflow_run_id")
-_STEP_KEYS = {"notebook", "needs", "products", "parameters", "settings", "experiment"}
+_STEP_KEYS = {"notebook", "needs", "products", "parameters", "settings", "experiment", "registry"}
+REGISTRY_ROLES = ("champion", "challenger")  # aliases a step may judge against: [registry] champion_alias, ...
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Step:
     settings: tuple[str, ...] | None = None  # settings sections read; None means all
     experiment: tuple[str, ...] | None = None  # experiment config sections read; None means all (if it takes one)
     declared: frozenset[str] = frozenset()  # the notebook's parameter names, once inspected
+    registry: tuple[str, ...] = ()  # registry aliases judged against (REGISTRY_ROLES): their versions key the step
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,14 @@ def parse_pipeline(data: Any, path: Path, sections: tuple[str, ...] = SECTIONS) 
             if bad or not parts:
                 raise PipelineSpecError(f"{path}: step '{name}' reads unknown experiment section "
                                         f"'{bad[0] if bad else ''}'; known: {sorted(EXPERIMENT_SECTIONS)}")
+        roles = tuple(spec.get("registry") or ())
+        if bad := [r for r in roles if r not in REGISTRY_ROLES]:
+            raise PipelineSpecError(f"{path}: step '{name}' judges against unknown registry alias '{bad[0]}'; "
+                                    f"known: {list(REGISTRY_ROLES)}")
         steps[name] = Step(str(name), path.parent / spec["notebook"], tuple(spec.get("needs") or ()),
                            dict(spec.get("products") or {}), dict(spec.get("parameters") or {}),
-                           tuple(reads) if reads is not None else None, tuple(parts) if parts is not None else None)
+                           tuple(reads) if reads is not None else None, tuple(parts) if parts is not None else None,
+                           registry=roles)
     for s in steps.values():
         for need in s.needs:
             if need not in steps:
@@ -257,12 +265,15 @@ def settings_digest(settings: Settings, sections: tuple[str, ...] | None) -> str
     return sha256_text(*parts)
 
 
-def step_key(step: Step, upstream: Mapping[str, str], package: str, settings_part: str) -> str:
-    """The content key of one step: notebook, parameters, upstream product hashes, package code, settings."""
-    return sha256_text(
-        "notebook", notebook_digest(step.notebook),
-        "parameters", json.dumps(dict(step.parameters), sort_keys=True, default=str),
-        "upstream", json.dumps(dict(sorted(upstream.items()))),
-        "package", package,
-        "settings", settings_part,
-    )
+def step_key(step: Step, upstream: Mapping[str, str], package: str, settings_part: str,
+             registry: Mapping[str, str | None] | None = None) -> str:
+    """The content key of one step: notebook, parameters, upstream product hashes, package code, settings, and
+    the versions of the registry aliases it judges against (`registry`: role -> version, None: no such alias)."""
+    parts = ["notebook", notebook_digest(step.notebook),
+             "parameters", json.dumps(dict(step.parameters), sort_keys=True, default=str),
+             "upstream", json.dumps(dict(sorted(upstream.items()))),
+             "package", package,
+             "settings", settings_part]
+    if registry:  # only for steps that judge against the registry: every other key stays as it was
+        parts += ["registry", json.dumps(dict(sorted(registry.items())))]
+    return sha256_text(*parts)

@@ -356,8 +356,10 @@ class Registered(Record):
     note: str = ""  # why a version that passed its gates did not become champion
 
 
-def _earlier_version(client: MlflowClient, name: str, model_uri: str, run_id: str, digest: str) -> Any:
-    """The version an earlier register of this run, model and verdict created (pending or complete), if any."""
+def _earlier_version(client: MlflowClient, name: str, model_uri: str, run_id: str, digest: str,
+                     champion: str | None = None) -> Any:
+    """The version an earlier register of this run, model and verdict created (pending or complete), or the
+    `champion` version if it is this run's model (a passing model that already serves is not registered again)."""
     from mlflow.exceptions import MlflowException
     try:
         found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
@@ -366,7 +368,7 @@ def _earlier_version(client: MlflowClient, name: str, model_uri: str, run_id: st
     for mv in sorted(found, key=lambda m: int(m.version)):
         same = mv.source == model_uri or (getattr(mv, "model_id", None) and model_uri == f"models:/{mv.model_id}")
         state, judged = (mv.tags or {}).get(REGISTRATION_TAG), (mv.tags or {}).get(VERDICT_TAG)
-        if same and (state == "pending" or (state == "complete" and judged == digest)):
+        if same and (state == "pending" or (state == "complete" and (judged == digest or str(mv.version) == champion))):
             return mv
     return None
 
@@ -387,7 +389,8 @@ def register_model(settings: Settings, model_uri: str, run_id: str, verdict: Ver
             client.get_registered_model(reg.model_name)
         except MlflowException:
             client.create_registered_model(reg.model_name)
-        mv = _earlier_version(client, reg.model_name, model_uri, run_id, digest)
+        serving = _alias_target(client, reg.model_name, reg.champion_alias) if verdict.passed else None
+        mv = _earlier_version(client, reg.model_name, model_uri, run_id, digest, serving)
         if mv is not None and mv.tags.get(REGISTRATION_TAG) == "complete":  # done already: as it stands
             return _as_registered(client, reg, str(mv.version))
         if mv is None:

@@ -138,7 +138,16 @@ class _Keys:
         sections = step.settings
         if sections not in self._settings_parts:
             self._settings_parts[sections] = settings_digest(self.settings, sections)
-        return step_key(step, upstream, self.package, self._settings_parts[sections])
+        return step_key(step, upstream, self.package, self._settings_parts[sections], self._aliases(step))
+
+    def _aliases(self, step: Step) -> dict[str, str | None]:
+        """The versions the registry aliases a step judges against point to now (read when the step is reached,
+        after the steps before it in this run, which may have moved them)."""
+        if not step.registry:
+            return {}
+        from ml_lifecycle.registry import model_record  # one read (of sqlite directly where it can)
+        aliases = model_record(self.settings).aliases
+        return {role: aliases.get(getattr(self.settings.registry, f"{role}_alias")) for role in step.registry}
 
 # %% ../nbs/16_runner.ipynb #c012
 def _execute(step: Step, params: dict[str, Any], out_nb: Path, km: Any) -> None:

@@ -275,6 +275,14 @@ def test_rerun_is_all_cached_and_never_undoes_a_rollback(demo_project):
     """The deployment pointer is an output, not an input: re-runs stay cached, and a cached or re-run package step
     never moves the deployment back to a version that is no longer champion."""
     assert cli("run", cwd=demo_project).returncode == 0
+    # evaluate judged against no champion; now its own model is champion: the next run judges it again (once),
+    # registers nothing new, and the run after that is all cached
+    r = cli("run", cwd=demo_project)
+    statuses = [st["status"] for st in json.loads((only_run_dir(demo_project) / "run.json").read_text())["steps"]]
+    assert r.returncode == 0 and statuses[:3] == ["cached", "cached", "done"], r.stdout + r.stderr
+    assert len(client_for(demo_project).search_model_versions("name='demo_model'")) == 1
+    r = cli("run", cwd=demo_project)
+    assert "nothing changed since the last run: no step executed" in r.stdout, r.stdout
     exp = demo_project / "experiment.yaml"  # a second model, as good as the first: it becomes champion
     exp.write_text(exp.read_text().replace("resample: none", "resample: over"))
     r = cli("run", cwd=demo_project)
