@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from .display import Displayable
 from .errors import PipelineError, StepFailed
 from .files import atomic_write_text, discard, pid_alive, remove_leftovers, sha256_file, staging_dir
-from .pipeline import Pipeline, Step, package_digest, settings_digest, step_key, with_experiment
+from .pipeline import (Pipeline, Step, package_digest, settings_digest, step_key, step_parameters,
+                                  with_experiment)
 from .settings import Settings, save_snapshot, share_credentials
 
 if TYPE_CHECKING:
@@ -166,8 +167,7 @@ def _run_step(step: Step, rec: StepRecord, ctx: dict[str, Any]) -> None:
     with staging_dir(entry) as stage:
         upstream = {name: records[src].products[name] for name, (src, _) in pipe.upstream_products(step).items()
                     if name in step.declared}
-        params = {"settings_path": str(ctx["snapshot"]), "mlflow_run_id": ctx["mlflow_run_id"](),
-                  **{k: str(stage / v) for k, v in step.products.items()}, **upstream, **step.parameters}
+        params = step_parameters(step, pipe, ctx["snapshot"], ctx["mlflow_run_id"](), stage, upstream)
         km = ctx["pool"].acquire()
         try:
             _execute(step, params, out_nb, km)
