@@ -22,15 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .display import Displayable
 from .errors import PipelineError, StepFailed
 from .files import atomic_write_text, discard, pid_alive, remove_leftovers, sha256_file, staging_dir
-from ml_lifecycle.pipeline import (
-    Pipeline,
-    Step,
-    package_digest,
-    settings_digest,
-    step_key,
-    step_parameters,
-    with_experiment,
-)
+from .pipeline import Pipeline, Step, package_digest, settings_digest, step_key, step_parameters, with_experiment
 from .settings import Settings, save_snapshot, share_credentials
 
 if TYPE_CHECKING:
