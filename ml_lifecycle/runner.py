@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .display import Displayable
 from .errors import PipelineError, StepFailed
 from .files import atomic_write_text, discard, pid_alive, remove_leftovers, sha256_file, staging_dir
-from .pipeline import Pipeline, Step, package_digest, settings_digest, step_key, step_parameters, with_experiment
+from .pipeline import Pipeline, Step, package_digest, settings_digest, step_key, with_experiment
 from .settings import Settings, save_snapshot, share_credentials
 
 if TYPE_CHECKING:
@@ -158,6 +158,7 @@ def _execute(step: Step, params: dict[str, Any], out_nb: Path, km: Any) -> None:
 
 def _run_step(step: Step, rec: StepRecord, ctx: dict[str, Any]) -> None:
     """Execute a step into a staging folder and publish it as a cache entry."""
+    from ml_lifecycle.pipeline import step_parameters  # the one place a step's parameters are built
     settings, pipe, records, run_dir = ctx["settings"], ctx["pipe"], ctx["records"], ctx["run_dir"]
     t0 = time.perf_counter()
     entry = cache_dir(settings) / step.name / rec.key
