@@ -1163,6 +1163,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                        'ml_lifecycle.tracking.ContractModel.predict': ( 'tracking.html#contractmodel.predict',
                                                                                         'ml_lifecycle/tracking.py'),
                                        'ml_lifecycle.tracking.ModelInfo': ('tracking.html#modelinfo', 'ml_lifecycle/tracking.py'),
+                                       'ml_lifecycle.tracking._end_with_each_cell': ( 'tracking.html#_end_with_each_cell',
+                                                                                      'ml_lifecycle/tracking.py'),
                                        'ml_lifecycle.tracking._package_dir': ('tracking.html#_package_dir', 'ml_lifecycle/tracking.py'),
                                        'ml_lifecycle.tracking.client': ('tracking.html#client', 'ml_lifecycle/tracking.py'),
                                        'ml_lifecycle.tracking.close_orphaned_runs': ( 'tracking.html#close_orphaned_runs',

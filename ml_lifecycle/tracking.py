@@ -159,9 +159,22 @@ def start_interactive_run(settings: Settings, name: str) -> str:
         INTERACTIVE_TAG: "true", "mlflow.parentRunId": interactive_parent(settings), "ml_lifecycle.step": name,
         "ml_lifecycle.pid": str(os.getpid()), "ml_lifecycle.host": socket.gethostname()})
     if not _INTERACTIVE:
-        atexit.register(end_interactive_runs)  # once: it ends every run in the table
+        atexit.register(end_interactive_runs)  # ends every run in the table (registered again: harmless)
+        _end_with_each_cell()
     _INTERACTIVE[run_id] = settings
     return run_id
+
+
+def _end_with_each_cell() -> None:
+    """In an IPython kernel, end this process's interactive runs after each cell (once registered)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and not getattr(shell, "_ml_lifecycle_end_runs", False):
+        shell.events.register("post_run_cell", lambda *_: end_interactive_runs())
+        shell._ml_lifecycle_end_runs = True
 
 
 def finished_pipeline_run(settings: Settings, run_id: str) -> str | None:
@@ -185,7 +198,7 @@ def ensure_run(settings: Settings, run_id: str, name: str) -> str:
     _RUN_STORES[run_id] = settings.tracking_uri
     return run_id
 
-# %% ../nbs/12_tracking.ipynb #12e9bc89
+# %% ../nbs/12_tracking.ipynb #x008
 @dataclass(frozen=True)
 class ModelInfo(Record):
     """The train step's product: the logged model's run and URI, and what it was trained from and with."""
