@@ -25,7 +25,7 @@ def nbval(notebook: Path) -> subprocess.CompletedProcess:
     """`pytest --nbval-lax NOTEBOOK` in the notebook's folder, as a user would check a notebook by hand."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_LIFECYCLE_")}
     env.update(BENTOML_HOME=str(BENTOML_HOME), BENTOML_DO_NOT_TRACK="True")
-    return subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
+    return subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-x", "-p", "no:cacheprovider", "-q",
                            "--rootdir", str(notebook.parent), notebook.name], cwd=notebook.parent, env=env,
                           capture_output=True, text=True, timeout=900)
 
