@@ -148,16 +148,22 @@ def test_committed_notebooks_have_jupyterlabs_kernelspec():
     assert wrong == []
 
 
-def test_jupyterlab_saves_notebooks_clean():
+def test_jupyterlab_saves_notebooks_clean(tmp_path, monkeypatch):
     """nbdev's Jupyter hook is on (pyproject) and installed in .venv's Jupyter config: a save is cleaned."""
+    import shutil
+
     from jupyter_core.paths import jupyter_config_path
     from nbdev.clean import clean_jupyter
     assert any("nbdev_clean_jupyter" in (Path(d) / "jupyter_server_config.py").read_text()
                for d in jupyter_config_path() if (Path(d) / "jupyter_server_config.py").is_file())
-    nb = json.loads((REPO / "pipelines" / "evaluate.ipynb").read_text())
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))  # the hook signs the notebook: not in ~
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")  # the hook reads [tool.nbdev] from here
+    (tmp_path / "pipelines").mkdir()
+    where = shutil.copy(REPO / "pipelines" / "evaluate.ipynb", tmp_path / "pipelines" / "evaluate.ipynb")
+    nb = json.loads(Path(where).read_text())
     saved = json.loads(json.dumps(nb))
     saved["metadata"]["kernelspec"]["display_name"] = "Python 3 (ipykernel)"  # what JupyterLab may hand over
     saved["metadata"]["language_info"] = {"name": "python", "version": "3.11.7"}
     saved["cells"][2]["execution_count"] = 7
-    clean_jupyter(path=str(REPO / "pipelines" / "evaluate.ipynb"), model={"type": "notebook", "content": saved})
+    clean_jupyter(path=str(where), model={"type": "notebook", "content": saved})
     assert saved == nb
