@@ -198,7 +198,7 @@ def ensure_run(settings: Settings, run_id: str, name: str) -> str:
     _RUN_STORES[run_id] = settings.tracking_uri
     return run_id
 
-# %% ../nbs/12_tracking.ipynb #x008
+# %% ../nbs/12_tracking.ipynb #670c1482
 @dataclass(frozen=True)
 class ModelInfo(Record):
     """The train step's product: the logged model's run and URI, and what it was trained from and with."""
