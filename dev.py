@@ -52,12 +52,50 @@ def install(extras: str) -> None:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()[:16]
     stamp = VENV / f".installed-{digest}"
     if stamp.exists():
+        jupyter_hygiene()
         return
     say(f"installing ml_lifecycle[{extras}] into .venv (first time: a few minutes)")
     sh(BIN / "python", "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", f".[{extras}]")
     for old in VENV.glob(".installed-*"):
         old.unlink()
     stamp.touch()
+    jupyter_hygiene()
+
+
+KERNEL = VENV / "share" / "jupyter" / "kernels" / "python3" / "kernel.json"
+SERVER_CONFIG = VENV / "etc" / "jupyter" / "jupyter_server_config.py"
+NBDEV_SAVE_HOOK = """
+def nbdev_clean_jupyter(**kwargs):
+    try:
+        from nbdev.clean import clean_jupyter
+    except ModuleNotFoundError:
+        return
+    clean_jupyter(**kwargs)
+
+
+c.ContentsManager.pre_save_hook = nbdev_clean_jupyter
+"""
+
+
+def jupyter_hygiene() -> None:
+    """Make JupyterLab (started from .venv) and nbdev-clean agree, so notebooks stay clean when opened and saved.
+
+    - nbdev-clean writes a notebook's kernelspec display_name as its name ("python3"); JupyterLab writes the
+      kernelspec's display_name, "Python 3 (ipykernel)" for ipykernel's own, and so marked every committed
+      notebook modified on opening. The venv's python3 kernelspec is named "python3" for display here.
+    - nbdev's Jupyter hook (`jupyter_hooks = true` in pyproject.toml) cleans a notebook as JupyterLab saves it;
+      it is installed in the venv's own Jupyter config (never the user's ~/.jupyter).
+    """
+    import json
+    if KERNEL.is_file():
+        spec = json.loads(KERNEL.read_text())
+        if spec.get("display_name") != "python3":
+            spec["display_name"] = "python3"
+            KERNEL.write_text(json.dumps(spec, indent=1) + "\n")
+    if not SERVER_CONFIG.is_file() or "nbdev_clean_jupyter" not in SERVER_CONFIG.read_text():
+        SERVER_CONFIG.parent.mkdir(parents=True, exist_ok=True)
+        with SERVER_CONFIG.open("a") as f:
+            f.write(NBDEV_SAVE_HOOK)
 
 
 def snapshot(*dirs: str) -> dict[str, str]:

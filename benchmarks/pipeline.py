@@ -40,14 +40,13 @@ CLI = str(Path(sys.executable).parent / "ml-lifecycle")
 
 
 def step_params(pipe, settings, snapshot, out: Path, run_id: str) -> dict[str, dict]:
-    """The parameters each step gets, with products under `out` (as the runner would pass them)."""
+    """The parameters each step gets, with products under `out` (the runner's own `step_parameters`)."""
+    from ml_lifecycle.pipeline import step_parameters
     params = {}
     for step in pipe.steps:
         (out / step.name).mkdir(parents=True, exist_ok=True)
-        params[step.name] = {"settings_path": str(snapshot), "mlflow_run_id": run_id, **step.parameters,
-                             **{k: str(out / step.name / v) for k, v in step.products.items()},
-                             **{k: str(out / src / f) for k, (src, f) in pipe.upstream_products(step).items()
-                                if k in step.declared}}
+        upstream = {k: str(out / src / f) for k, (src, f) in pipe.upstream_products(step).items()}
+        params[step.name] = step_parameters(step, pipe, snapshot, run_id, out / step.name, upstream)
     return params
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import nbformat
 import ml_lifecycle as ml
 from ml_lifecycle import tracking
-from ml_lifecycle.pipeline import load_pipeline, with_experiment
+from ml_lifecycle.pipeline import load_pipeline, step_parameters, with_experiment
 from ml_lifecycle.settings import save_snapshot
 
 project = Path(sys.argv[1])
@@ -44,10 +44,8 @@ snapshot = save_snapshot(settings, run_dir / "settings.json")
 run_id = tracking.start_run(settings, "plain")
 for step in pipe.steps:
     (run_dir / step.name).mkdir()
-    params = {"settings_path": str(snapshot), "mlflow_run_id": run_id,
-              **{k: str(run_dir / step.name / v) for k, v in step.products.items()},
-              **{k: str(run_dir / src / f) for k, (src, f) in pipe.upstream_products(step).items()
-                 if k in step.declared}, **step.parameters}
+    upstream = {k: str(run_dir / src / f) for k, (src, f) in pipe.upstream_products(step).items()}
+    params = step_parameters(step, pipe, snapshot, run_id, run_dir / step.name, upstream)  # as the runner does
     ns = dict(params)
     for cell in nbformat.read(step.notebook, as_version=4).cells:
         if cell.cell_type == "code" and "parameters" not in cell.metadata.get("tags", []):

@@ -44,7 +44,7 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 _MODULES = ("display", "errors", "predlog", "settings", "files", "data", "contracts", "schemas", "experiment",
             "quality", "features", "training", "mlp", "evals", "tracking", "registry", "promotion", "search", "reports",
             "monitoring", "pipeline", "kernels", "runner", "runs", "sweep", "scaffold", "serving", "packaging", "steps",
-            "cli")
+            "magics", "cli")
 
 __all__ = [
     "ArtifactError",
@@ -84,6 +84,12 @@ __all__ = [
     "validate",
     "write_table",
 ]
+
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext ml_lifecycle`: the magics `%ml_project`, `%ml_run` and `%ml_step` (see `ml_lifecycle.magics`)."""
+    from ml_lifecycle.magics import load_ipython_extension as load
+    load(ipython)
 
 
 def __getattr__(name: str):

@@ -22,12 +22,13 @@ from .files import sha256_file, sha256_files, sha256_text
 from .settings import SECTIONS, Settings
 
 # %% auto #0
-__all__ = ['COMMON_PARAMETERS', 'REGISTRY_ROLES', 'Step', 'Pipeline', 'parse_pipeline', 'notebook_parameters', 'notebook_digest',
-           'load_pipeline', 'write_notebook', 'step_experiment', 'with_experiment', 'package_digest', 'settings_digest',
-           'step_key']
+__all__ = ['COMMON_PARAMETERS', 'CONFIRM', 'REGISTRY_ROLES', 'Step', 'Pipeline', 'parse_pipeline', 'notebook_parameters',
+           'notebook_digest', 'load_pipeline', 'write_notebook', 'step_experiment', 'with_experiment',
+           'step_parameters', 'package_digest', 'settings_digest', 'step_key']
 
 # %% ../nbs/14_pipeline.ipynb #c005
 COMMON_PARAMETERS = ("settings_path", "mlflow_run_id")
+CONFIRM = "confirm"  # a step declaring it acts for real (register, package) only when the runner passes True
 _STEP_KEYS = {"notebook", "needs", "products", "parameters", "settings", "experiment", "registry"}
 REGISTRY_ROLES = ("champion", "challenger")  # aliases a step may judge against: [registry] champion_alias, ...
 
@@ -142,7 +143,7 @@ def parse_pipeline(data: Any, path: Path, sections: tuple[str, ...] = SECTIONS) 
                 raise PipelineSpecError(f"{path}: product name '{product}' of step '{s.name}' is not unique")
             seen[product] = s.name
     for s in steps.values():
-        clash = [p for p in s.parameters if p in seen or p in (*COMMON_PARAMETERS, "experiment")]
+        clash = [p for p in s.parameters if p in seen or p in (*COMMON_PARAMETERS, "experiment", CONFIRM)]
         if clash:
             raise PipelineSpecError(f"{path}: parameter '{clash[0]}' of step '{s.name}' is set by the runner")
     return Pipeline(path, tuple(_order(steps, path)))
@@ -238,6 +239,15 @@ def with_experiment(pipe: Pipeline, settings: Settings, data: Mapping[str, Any] 
     return Pipeline(pipe.path, tuple(
         dataclasses.replace(s, parameters={**s.parameters, "experiment": step_experiment(s, data)}) if s in takers
         else s for s in pipe.steps))
+
+# %% ../nbs/14_pipeline.ipynb #x015
+def step_parameters(step: Step, pipe: Pipeline, settings_path: str | os.PathLike, mlflow_run_id: str,
+                    out_dir: str | os.PathLike, products: Mapping[str, str], confirm: bool = True) -> dict[str, Any]:
+    """The parameters a step notebook runs with: settings, MLflow run, its products' paths, its upstream ones."""
+    upstream = {name: str(products[name]) for name in pipe.upstream_products(step) if name in step.declared}
+    return {"settings_path": str(settings_path), "mlflow_run_id": mlflow_run_id,
+            **{k: str(Path(out_dir) / v) for k, v in step.products.items()}, **upstream,
+            **({CONFIRM: confirm} if CONFIRM in step.declared else {}), **dict(step.parameters)}
 
 # %% ../nbs/14_pipeline.ipynb #c016
 def package_digest() -> str:

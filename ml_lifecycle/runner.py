@@ -167,6 +167,7 @@ def _execute(step: Step, params: dict[str, Any], out_nb: Path, km: Any) -> None:
 
 def _run_step(step: Step, rec: StepRecord, ctx: dict[str, Any]) -> None:
     """Execute a step into a staging folder and publish it as a cache entry."""
+    from ml_lifecycle.pipeline import step_parameters  # the one place a step's parameters are built
     settings, pipe, records, run_dir = ctx["settings"], ctx["pipe"], ctx["records"], ctx["run_dir"]
     t0 = time.perf_counter()
     entry = cache_dir(settings) / step.name / rec.key
@@ -175,8 +176,7 @@ def _run_step(step: Step, rec: StepRecord, ctx: dict[str, Any]) -> None:
     with staging_dir(entry) as stage:
         upstream = {name: records[src].products[name] for name, (src, _) in pipe.upstream_products(step).items()
                     if name in step.declared}
-        params = {"settings_path": str(ctx["snapshot"]), "mlflow_run_id": ctx["mlflow_run_id"](),
-                  **{k: str(stage / v) for k, v in step.products.items()}, **upstream, **step.parameters}
+        params = step_parameters(step, pipe, ctx["snapshot"], ctx["mlflow_run_id"](), stage, upstream)
         km = ctx["pool"].acquire()
         try:
             _execute(step, params, out_nb, km)

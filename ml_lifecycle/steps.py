@@ -30,16 +30,18 @@ from .tracking import ModelInfo
 from .training import get_trainer, model_params, training_curves
 
 # %% auto #0
-__all__ = ['Step', 'step', 'read_data', 'log_validation', 'search_step', 'learning_curve_step', 'log_trained_model',
-           'log_evaluation', 'plot_evaluation', 'write_card', 'monitor_served', 'plot_monitoring', 'log_monitoring']
+__all__ = ['Step', 'step', 'check_files', 'show_errors_as_one_line', 'read_data', 'log_validation', 'search_step',
+           'learning_curve_step', 'log_trained_model', 'log_evaluation', 'plot_evaluation', 'write_card',
+           'monitor_served', 'plot_monitoring', 'log_monitoring']
 
 # %% ../nbs/26_steps.ipynb #x005
 class Step:
     """One pipeline step: the project's settings, contract and experiment resolved once, and its MLflow run."""
 
     def __init__(self, name: str, settings: Settings, experiment: Mapping[str, Any] | None = None,
-                 mlflow_run_id: str = ""):
+                 mlflow_run_id: str = "", confirm: bool = True):
         self.name, self.settings, self._run_id = name, settings, mlflow_run_id
+        self.confirm = confirm  # False (register, package run by hand): say what would be done, do nothing
         self.given = list(experiment) if experiment else None  # the sections a pipeline passed; None: all (by hand)
         self.experiment: Experiment = project_experiment(settings, experiment)
         self.contract: Contract = load_contract(settings.path(settings.data.contract))
@@ -95,7 +97,13 @@ class Step:
                         folder: str | os.PathLike) -> dict[str, Any]:
         return plot_evaluation(self, evaluated, learning_curve, folder)
 
-    def register(self, info: ModelInfo, evaluated: Evaluation) -> Registered:
+    def register(self, info: ModelInfo, evaluated: Evaluation) -> Registered | None:
+        """Register the model (challenger; champion if every gate passed); without `confirm`, only say so."""
+        if not self.confirm:
+            r, v = self.settings.registry, evaluated.verdict
+            return _dry_run(f"would register {info.model_uri} as a new version of '{r.model_name}' with alias "
+                            f"{r.challenger_alias}" + (f" and {r.champion_alias} (every gate passed)" if v.passed else
+                                                       f", not {r.champion_alias} ({len(v.failed)} gate(s) failed)"))
         return registry.register_model(self.settings, info.model_uri, info.run_id, evaluated.verdict,
                                        tags={"train.fingerprint": info.train_fingerprint,
                                              **({"model.sha256": info.sha256} if info.sha256 else {})},
@@ -105,7 +113,13 @@ class Step:
                    path: str | os.PathLike, plots: str | os.PathLike | None = None) -> str:
         return write_card(self, info, evaluated, registered, train, path, plots)
 
-    def deploy(self, registered: Registered) -> Deployment:
+    def deploy(self, registered: Registered) -> Deployment | None:
+        """Build the champion's Bento and make it the deployed one; without `confirm`, only say so."""
+        if not self.confirm:
+            what = (f"would build the Bento of {registered.name} version {registered.version} and make it the "
+                    f"deployed Bento ({self.settings.serving.deployment})" if registered.champion else
+                    f"would build nothing: {registered.name} version {registered.version} is not champion")
+            return _dry_run(what)
         return packaging.deploy_registered(self.settings, registered)
 
     def monitor(self, since: str = "", version: str = "", labels: str = "") -> monitoring.MonitorReport:
@@ -118,10 +132,80 @@ class Step:
         log_monitoring(self, found, since)
 
 
+def _dry_run(what: str) -> None:
+    print(f"dry run: {what}. Nothing was changed: set `confirm = True` in the parameters cell to do it.")
+
+
 def step(name: str, settings_path: str | os.PathLike = "settings.ini", mlflow_run_id: str = "",
-         experiment: Mapping[str, Any] | None = None) -> Step:
-    """The step `name` of the project whose settings are at `settings_path` (a step notebook's parameters)."""
-    return Step(name, load_settings(settings_path), experiment, mlflow_run_id)
+         experiment: Mapping[str, Any] | None = None, *, confirm: bool = True, **files: str) -> Step:
+    """The step `name` of the project whose settings are at `settings_path` (a step notebook's parameters).
+
+    `files` are the notebook's product parameters (name -> path): the inputs must exist (else one line says
+    which step to run first) and no output may land in a finished pipeline run; the MLflow run passed is open.
+    """
+    show_errors_as_one_line()
+    settings = load_settings(settings_path)
+    check_files(settings, name, files)
+    s = Step(name, settings, experiment, mlflow_run_id, confirm)
+    if mlflow_run_id:
+        s.run_id  # noqa: B018 - checked now: a finished pipeline run is refused before anything is written
+    return s
+
+# %% ../nbs/26_steps.ipynb #x007
+def _finished_run_output(settings: Settings, path: str | os.PathLike) -> bool:
+    """Whether `path` is inside the runs folder's cache or a run folder, in a folder no live step is writing."""
+    from ml_lifecycle.runner import MANIFEST
+    runs = settings.path(settings.project.runs_dir).resolve()
+    p = Path(path).resolve()
+    if not p.is_relative_to(runs) or p.is_relative_to(runs / "interactive"):
+        return False
+    return not p.parent.is_dir() or (p.parent / MANIFEST).is_file()  # a live run's staging folder exists
+
+
+def check_files(settings: Settings, name: str, files: Mapping[str, str]) -> None:
+    """Refuse a missing input (naming the step to run first) or an output in a finished run, before any work."""
+    from ml_lifecycle.errors import ArtifactError, PipelineError, PipelineSpecError
+    from ml_lifecycle.pipeline import load_pipeline
+    if not files:
+        return
+    try:
+        pipe = load_pipeline(settings.path(settings.project.pipelines_dir))
+        spec = pipe.step(name)
+    except PipelineSpecError:
+        return  # a notebook outside the project's pipeline: nothing to check against
+    upstream = pipe.upstream_products(spec)
+    missing = [k for k in files if k in upstream and not Path(files[k]).is_file()]
+    if missing:
+        order = [s.name for s in pipe.steps]
+        last = max((upstream[k][0] for k in missing), key=order.index)
+        k = missing[0]
+        raise ArtifactError(f"{name} needs {upstream[k][0]}'s {k} ({files[k]}): run the pipeline up to {last} first "
+                            f"(`%ml_run --until {last}`), then `%ml_step {name}`", files[k])
+    for k in spec.products:
+        if k in files and _finished_run_output(settings, files[k]):
+            raise PipelineError(f"step '{name}': {k} would be written to {files[k]}, in a finished pipeline run, "
+                                f"whose products are never rewritten; open {spec.notebook.name} in "
+                                f"{spec.notebook.parent.name}/ and prepare it with `%ml_step {name}`", step=name)
+
+
+def show_errors_as_one_line() -> None:
+    """In an IPython kernel, show ml_lifecycle's errors as `Type: message`, without the traceback (once)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_ml_lifecycle_one_line", False):
+        return
+    from ml_lifecycle.errors import LifecycleError
+
+    def one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> list[str]:
+        line = f"{etype.__name__}: {value}"
+        shell._showtraceback(etype, value, [line])  # an error output (papermill and nbclient see it), one line
+        return [line]
+
+    shell.set_custom_exc((LifecycleError,), one_line)
+    shell._ml_lifecycle_one_line = True
 
 # %% ../nbs/26_steps.ipynb #x009
 def read_data(step: Step) -> pd.DataFrame:
@@ -201,7 +285,8 @@ def log_evaluation(step: Step, evaluated: Evaluation, info: ModelInfo, train: pd
     step.log_dict(evaluated.verdict.to_dict(), "evaluation/verdict.json")
     p = evaluated.predictions
     profile = monitoring.build_profile(train, step.contract, monitoring.served_predictions(p), p.classes or ())
-    for rid in {step.run_id, info.run_id}:
+    model_run = () if tracking.finished_pipeline_run(step.settings, info.run_id) else (info.run_id,)  # by hand
+    for rid in {step.run_id, *model_run}:
         tracking.log_dict(rid, profile.to_dict(), monitoring.PROFILE_ARTIFACT, step.settings)
         tracking.log_dict(rid, evaluated.to_dict(), "evaluation/evaluation.json", step.settings)
     print(f"profile: {len(profile.features)} features, predictions as {profile.prediction_kind}")

@@ -26,17 +26,18 @@ import yaml
 from mlflow import MlflowClient
 
 from .contracts import Contract
-from .errors import ArtifactError, IntegrityError
+from .errors import ArtifactError, IntegrityError, PipelineError
 from .experiment import Experiment
-from .files import Record, file_manifest, git_commit, sha256_text, verify_files
+from .files import Record, file_manifest, git_commit, pid_alive, sha256_text, verify_files
 from .schemas import model_signature, validate_requests
 from .settings import Settings, share_credentials
 
 # %% auto #0
-__all__ = ['FILES_TAG', 'DIGEST_TAG', 'PROVENANCE_PACKAGES', 'client', 'using_store', 'experiment_id', 'run_client', 'start_run',
-           'ensure_run', 'end_run', 'ModelInfo', 'model_requirements', 'log_params', 'log_metrics', 'log_curves',
-           'log_dict', 'log_files', 'ContractModel', 'manifest_digest', 'log_model', 'recorded_manifest', 'load_pyfunc',
-           'load_model', 'installed_packages', 'provenance']
+__all__ = ['INTERACTIVE_TAG', 'FILES_TAG', 'DIGEST_TAG', 'PROVENANCE_PACKAGES', 'client', 'using_store', 'experiment_id',
+           'run_client', 'start_run', 'end_run', 'interactive_parent', 'close_orphaned_runs', 'end_interactive_runs',
+           'start_interactive_run', 'finished_pipeline_run', 'ensure_run', 'ModelInfo', 'model_requirements',
+           'log_params', 'log_metrics', 'log_curves', 'log_dict', 'log_files', 'ContractModel', 'manifest_digest',
+           'log_model', 'recorded_manifest', 'load_pyfunc', 'load_model', 'installed_packages', 'provenance']
 
 # %% ../nbs/12_tracking.ipynb #c005
 _CLIENTS: dict[str, MlflowClient] = {}  # tracking URI -> its client
@@ -104,20 +105,100 @@ def start_run(settings: Settings, name: str, tags: Mapping[str, str] | None = No
     return run.info.run_id
 
 
-def ensure_run(settings: Settings, run_id: str, name: str) -> str:
-    """Use the pipeline's run if one was passed in; otherwise (a notebook run by hand) start a new one."""
-    if run_id:
-        experiment_id(settings)  # created on first use, as a started run would
-        _RUN_STORES[run_id] = settings.tracking_uri
-        return run_id
-    return start_run(settings, name, {"ml_lifecycle.interactive": "true"})
-
-
 def end_run(run_id: str, status: str = "FINISHED", settings: Settings | None = None) -> None:
     """Mark a run FINISHED or FAILED."""
     run_client(run_id, settings).set_terminated(run_id, status=status)
 
-# %% ../nbs/12_tracking.ipynb #x008
+# %% ../nbs/12_tracking.ipynb #x007
+INTERACTIVE_TAG = "ml_lifecycle.interactive"  # "true" on a hand-run's run, "parent" on the project's parent run
+_INTERACTIVE: dict[str, Settings] = {}  # interactive runs this process started: ended when it exits
+
+
+def interactive_parent(settings: Settings) -> str:
+    """The project's one "interactive" parent run (created, finished, on first use; reused after)."""
+    found = client(settings).search_runs([experiment_id(settings)], f"tags.`{INTERACTIVE_TAG}` = 'parent'",
+                                         max_results=1, order_by=["attributes.start_time ASC"])
+    if found:
+        return found[0].info.run_id
+    run_id = start_run(settings, "interactive", {INTERACTIVE_TAG: "parent"})
+    end_run(run_id, settings=settings)
+    return run_id
+
+
+def close_orphaned_runs(settings: Settings) -> list[str]:
+    """Mark KILLED the RUNNING interactive runs of this machine whose process is gone (a killed kernel)."""
+    import socket
+    closed = []
+    for run in client(settings).search_runs([experiment_id(settings)],
+                                            f"tags.`{INTERACTIVE_TAG}` = 'true' and attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        pid = int(tags.get("ml_lifecycle.pid", "0") or 0)
+        if tags.get("ml_lifecycle.host") == socket.gethostname() and pid and not pid_alive(pid):
+            end_run(run.info.run_id, "KILLED", settings)
+            closed.append(run.info.run_id)
+    return closed
+
+
+def end_interactive_runs() -> None:
+    """End (FINISHED) the interactive runs this process started; registered with `atexit`."""
+    from mlflow.exceptions import MlflowException
+    for run_id, settings in list(_INTERACTIVE.items()):
+        try:
+            end_run(run_id, settings=settings)
+        except (MlflowException, OSError):  # the store is gone at exit: nothing left to end
+            pass
+        _INTERACTIVE.pop(run_id, None)
+
+
+def start_interactive_run(settings: Settings, name: str) -> str:
+    """A run for a step notebook run by hand, under the project's interactive parent; ended when the process exits."""
+    import atexit
+    import socket
+    close_orphaned_runs(settings)
+    run_id = start_run(settings, f"{name} (interactive)", {
+        INTERACTIVE_TAG: "true", "mlflow.parentRunId": interactive_parent(settings), "ml_lifecycle.step": name,
+        "ml_lifecycle.pid": str(os.getpid()), "ml_lifecycle.host": socket.gethostname()})
+    if not _INTERACTIVE:
+        atexit.register(end_interactive_runs)  # ends every run in the table (registered again: harmless)
+        _end_with_each_cell()
+    _INTERACTIVE[run_id] = settings
+    return run_id
+
+
+def _end_with_each_cell() -> None:
+    """In an IPython kernel, end this process's interactive runs after each cell (once registered)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and not getattr(shell, "_ml_lifecycle_end_runs", False):
+        shell.events.register("post_run_cell", lambda *_: end_interactive_runs())
+        shell._ml_lifecycle_end_runs = True
+
+
+def finished_pipeline_run(settings: Settings, run_id: str) -> str | None:
+    """The status of `run_id` if it is a pipeline run that has ended (never to be written to again), else None."""
+    run = client(settings).get_run(run_id)
+    if run.info.status == "RUNNING" or run.data.tags.get(INTERACTIVE_TAG):
+        return None
+    return run.info.status
+
+
+def ensure_run(settings: Settings, run_id: str, name: str) -> str:
+    """Use the pipeline's run if one was passed in (it must be open); else (a notebook run by hand) an interactive run."""
+    if not run_id:
+        return start_interactive_run(settings, name)
+    experiment_id(settings)  # created on first use, as a started run would
+    status = finished_pipeline_run(settings, run_id)
+    if status:
+        raise PipelineError(f"step '{name}': MLflow run {run_id} is a finished pipeline run ({status}) and is never "
+                            f"written to again: this notebook was re-executed from a run; open the step's notebook "
+                            f"in pipelines/ and prepare it with `%ml_step {name}`", step=name, run_id=run_id)
+    _RUN_STORES[run_id] = settings.tracking_uri
+    return run_id
+
+# %% ../nbs/12_tracking.ipynb #670c1482
 @dataclass(frozen=True)
 class ModelInfo(Record):
     """The train step's product: the logged model's run and URI, and what it was trained from and with."""
