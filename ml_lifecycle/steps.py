@@ -49,6 +49,11 @@ class Step:
     def __repr__(self) -> str:
         return f"Step({self.name!r}, project {self.settings.project.name!r}, MLflow run {self._run_id or '(not started)'})"
 
+    @property
+    def by_hand(self) -> bool:
+        """Whether this step runs in a notebook opened by hand (no pipeline run passed in)."""
+        return not self._run_id
+
     @cached_property
     def run_id(self) -> str:
         """The MLflow run this step logs to: the pipeline's, or one started for a notebook opened by hand."""
@@ -62,6 +67,11 @@ class Step:
 
     def log_dict(self, data: Any, artifact_file: str) -> None:
         tracking.log_dict(self.run_id, data, artifact_file, self.settings)
+
+    def evidence_runs(self, info: ModelInfo) -> set[str]:
+        """Where evidence about a model goes: this step's run, and the model's own run unless that is a finished
+        pipeline run (a cached model, or a step run by hand on a pipeline's model), never written to again."""
+        return {self.run_id} | (set() if tracking.finished_pipeline_run(self.settings, info.run_id) else {info.run_id})
 
     def log_figures(self, figures: Mapping[str, Any], folder: str | os.PathLike, artifact_path: str) -> list[Path]:
         """Save figures as PNG into `folder` and log them under `artifact_path`; they stay open for display."""
@@ -285,8 +295,7 @@ def log_evaluation(step: Step, evaluated: Evaluation, info: ModelInfo, train: pd
     step.log_dict(evaluated.verdict.to_dict(), "evaluation/verdict.json")
     p = evaluated.predictions
     profile = monitoring.build_profile(train, step.contract, monitoring.served_predictions(p), p.classes or ())
-    model_run = () if tracking.finished_pipeline_run(step.settings, info.run_id) else (info.run_id,)  # by hand
-    for rid in {step.run_id, *model_run}:
+    for rid in step.evidence_runs(info):
         tracking.log_dict(rid, profile.to_dict(), monitoring.PROFILE_ARTIFACT, step.settings)
         tracking.log_dict(rid, evaluated.to_dict(), "evaluation/evaluation.json", step.settings)
     print(f"profile: {len(profile.features)} features, predictions as {profile.prediction_kind}")
@@ -338,10 +347,13 @@ def write_card(step: Step, info: ModelInfo, evaluated: Evaluation, registered: R
     atomic_write_text(folder / "model_card.md", markdown)
     page = card.card_html(markdown, f"Model card: {title}", {f"plots/{p.name}": p.read_bytes() for p in pngs})
     atomic_write_text(folder / "model_card.html", page)  # self-contained: the plots are embedded
-    tracking.log_files(info.run_id, [folder / "model_card.md", folder / "model_card.html"], "model_card",
-                       step.settings)
-    registry.describe_version(step.settings, registered.version, card.model_card(*parts, **rest))  # no images:
-    return markdown  # the registry's description has no files beside it
+    for rid in step.evidence_runs(info):
+        tracking.log_files(rid, [folder / "model_card.md", folder / "model_card.html"], "model_card", step.settings)
+    if step.by_hand:  # the registered version keeps the description its pipeline run wrote
+        print(f"by hand: version {registered.version}'s registry description is left as the pipeline wrote it")
+    else:  # the registry's description has no files beside it: no images
+        registry.describe_version(step.settings, registered.version, card.model_card(*parts, **rest))
+    return markdown
 
 # %% ../nbs/26_steps.ipynb #x021
 def monitor_served(step: Step, since: str = "", version: str = "", labels: str = "") -> monitoring.MonitorReport:
