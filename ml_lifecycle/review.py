@@ -97,6 +97,7 @@ class ReviewPanel(widgets.VBox):
             button.on_click(lambda _, key=key: self.act(key))
         self.children = [self.header, widgets.HBox(list(self.buttons.values())), self.reason, self.outcome, self.tabs]
         self.add_class("ml-lifecycle-review")
+        self.outcome.add_class("ml-lifecycle-review-outcome")  # where a click's result shows (browser tests find it)
         self.refresh()
 
     # -- drawing
@@ -114,6 +115,7 @@ class ReviewPanel(widgets.VBox):
             self.outcome.value = ""
         self.tabs.children = [widgets.HTML(body) for _, body in sections]
         self.tabs.titles = tuple(title for title, _ in sections)
+        self.tabs.selected_index = 0 if sections else None
         self._enable()
 
     def _draw_header(self, note: str = "") -> None:

@@ -44,9 +44,12 @@ def jupyterlab(root: Path, home: Path):
                BENTOML_HOME=str(BENTOML_HOME), BENTOML_DO_NOT_TRACK="True", JUPYTER_CONFIG_DIR=str(home / "config"),
                JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+    news = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True, exist_ok=True)
+    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # no pop-up over the panel
     log = (home / "jupyterlab.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1",
-                             f"--port={port}", "--IdentityProvider.token=", "--ServerApp.password=",
+                             f"--port={port}", "--IdentityProvider.token=", "--ServerApp.password=", "--allow-root",
                              f"--ServerApp.root_dir={root}", "--LabApp.news_url=None"],
                             env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -86,7 +89,7 @@ def test_review_panel_force_promote_and_roll_back(review_project, tmp_path):
                                            "--disable-background-networking", "--disable-component-update",
                                            "--disable-sync"])
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
             page.set_default_timeout(60_000)
             page.goto(f"{url}/lab/tree/review.ipynb", timeout=120_000)
             cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
@@ -109,7 +112,8 @@ def test_review_panel_force_promote_and_roll_back(review_project, tmp_path):
             panel.locator("textarea").fill(REASON)
             expect(force).to_be_enabled(timeout=30_000)
             force.click()
-            expect(panel).to_contain_text("FORCED", timeout=600_000)  # judged again, Bento built and deployed
+            outcome = panel.locator(".ml-lifecycle-review-outcome")
+            expect(outcome).to_contain_text("FORCED", timeout=600_000)  # judged again, Bento built and deployed
             panel.screenshot(path=str(ARTIFACTS / "review_panel.png"))
             print(f"screenshot: {ARTIFACTS / 'review_panel.png'}")
             assert "Traceback" not in panel.inner_text()
@@ -121,7 +125,7 @@ def test_review_panel_force_promote_and_roll_back(review_project, tmp_path):
 
             expect(rollback).to_be_enabled(timeout=30_000)
             rollback.click()
-            expect(panel).to_contain_text("rolled back", timeout=600_000)
+            expect(outcome).to_contain_text("rolled back", timeout=600_000)
             champion, event, bento = _state(project)
             assert champion == "1" and bento.startswith("demo_model:v1-"), (champion, bento)
             assert (event.action, event.from_version, event.to_version, event.by) == ("rollback", "2", "1", USER)
