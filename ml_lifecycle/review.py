@@ -175,6 +175,7 @@ class ReviewPanel(widgets.VBox):
         champion = model_record(settings).aliases.get(settings.registry.champion_alias)
         self.state = ReviewState(self.state.version, champion, self.state.passed, has_previous_champion(settings))
         self.outcome.value = result._repr_html_()
+        self.reason.value = ""  # a reason is recorded with one action
         self._draw_header("the evidence below was judged against the champion before this action: "
                           "press Refresh to judge again")
 

@@ -65,18 +65,20 @@ def test_review_panel_buttons_on_a_real_registry(small_project):
     assert "not every gate passed" in panel.outcome.value and alias_version(s, "champion") == "1"
     b["force"].click()
     assert "type a reason first" in panel.outcome.value and alias_version(s, "champion") == "1"
-    panel.reason.value = "reviewed: the floor is too strict for this pilot"
+    reason = panel.reason.value = "reviewed: the floor is too strict for this pilot"
     assert not b["force"].disabled and b["promote"].disabled
     b["force"].click()
     assert alias_version(s, "champion") == "2" and "FORCED" in panel.outcome.value, panel.outcome.value
     last = champion_history(s).events[-1]
-    assert (last.to_version, last.forced, last.reason, last.by) == ("2", True, panel.reason.value, current_user())
+    assert (last.to_version, last.forced, last.reason, last.by) == ("2", True, reason, current_user())
+    assert panel.reason.value == ""  # a reason goes with one action
     assert panel.state.champion == "2" and not b["rollback"].disabled and b["force"].disabled  # v2 is champion
     assert "press Refresh to judge again" in panel.header.value
 
     b["rollback"].click()
     assert alias_version(s, "champion") == "1" and "rolled back" in panel.outcome.value, panel.outcome.value
-    assert champion_history(s).events[-1].action == "rollback"
+    last = champion_history(s).events[-1]
+    assert (last.action, last.reason) == ("rollback", "rolled back from version 2")
 
     # someone else moves the champion after the panel was drawn: the panel refuses and says so
     promote(s, "2", force=True, reason="from the command line", deploy=False)
@@ -89,3 +91,14 @@ def test_review_panel_buttons_on_a_real_registry(small_project):
     assert b["force"].disabled and b["promote"].disabled and not b["rollback"].disabled
     assert panel.tabs.titles == ("Verdict and metrics", "Comparison", "Model card")
     assert "Traceback" not in panel.outcome.value + panel.header.value
+
+    # a version that passes every gate: Promote is enabled and promotes it unforced, as `ml-lifecycle promote 1`
+    panel = p.review("1", deploy=False)
+    assert (panel.state.version, panel.state.champion, panel.state.passed) == ("1", "2", True)
+    assert "Review of v1: every gate passed; champion v2" in panel.header.value
+    b = panel.buttons
+    assert not b["promote"].disabled
+    b["promote"].click()
+    last = champion_history(s).events[-1]
+    assert alias_version(s, "champion") == "1" and (last.action, last.forced, last.to_version) == ("promote", False, "1")
+    assert "(all gates passed)" in panel.outcome.value and b["promote"].disabled
