@@ -56,11 +56,13 @@ def gather(project: Any, version: str) -> tuple[ReviewState, list[tuple[str, str
     """The state of `version` (number or alias) against today's champion, and the (title, HTML) sections."""
     from ml_lifecycle.contracts import diff_contracts
     from ml_lifecycle.promotion import has_previous_champion, version_of
-    from ml_lifecycle.registry import model_record, version_contract
+    from ml_lifecycle.registry import UNCHECKED, model_record, version_contract
     settings = project.settings
     v = version_of(settings, version)
-    champion = model_record(settings).aliases.get(settings.registry.champion_alias)
     evaluation = project.evaluate(v)
+    champion = evaluation.champion  # the champion the verdict was judged against is the one the panel shows
+    if champion == UNCHECKED:
+        champion = model_record(settings).aliases.get(settings.registry.champion_alias)
     state = ReviewState(v, champion, evaluation.verdict.passed, has_previous_champion(settings))
     sections = [("Verdict and metrics", evaluation._repr_html_())]
     if champion and champion != v:

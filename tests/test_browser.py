@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -66,6 +67,26 @@ def jupyterlab(root: Path, home: Path):
         log.close()
 
 
+def _run_first_cell(page, attempts: int = 3) -> None:
+    """Run the notebook's first cell as a user does (click it, Shift+Enter) once the kernel is idle, accepting
+    JupyterLab's "Select Kernel" dialog if it asks (it may while the kernel connects); bounded attempts."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+    first = page.locator(".jp-Notebook .jp-Cell").first
+    for _ in range(attempts):
+        expect(page.get_by_role("button", name=re.compile(r"ipykernel\) \| Idle"))).to_be_visible(timeout=180_000)
+        first.locator(".cm-content").click()
+        page.keyboard.press("Shift+Enter")
+        with contextlib.suppress(PlaywrightTimeout):
+            page.locator(".jp-Dialog .jp-mod-accept").click(timeout=5_000)
+        try:
+            expect(first.locator(".jp-InputPrompt")).not_to_have_text("[ ]:", timeout=20_000)  # [*]: or [1]:
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"JupyterLab did not run the review cell in {attempts} attempts")
+
+
 def _state(project: Path) -> tuple[str, object, str]:
     """(champion version, last history event, deployed Bento) as the registry and the pointer say."""
     import ml_lifecycle as ml
@@ -92,11 +113,8 @@ def test_review_panel_force_promote_and_roll_back(review_project, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 2400})
             page.set_default_timeout(60_000)
             page.goto(f"{url}/lab/tree/review.ipynb", timeout=120_000)
-            cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-            expect(cell).to_contain_text("review(", timeout=120_000)  # the notebook is open
-            expect(page.locator(".jp-Notebook-ExecutionIndicator, .jp-KernelStatus").first).to_be_visible()
-            cell.click()
-            page.keyboard.press("Shift+Enter")  # run the cell as a user does
+            expect(page.locator(".jp-Notebook .jp-Cell .cm-content").first).to_contain_text("review(", timeout=120_000)
+            _run_first_cell(page)
 
             panel = page.locator(".ml-lifecycle-review")
             expect(panel).to_be_visible(timeout=420_000)  # the kernel starts, judges both versions, draws
