@@ -324,15 +324,26 @@ class Project:
         """Two versions (numbers or aliases) side by side on the same test rows, with the paired changes."""
         return compare_project(self.settings, self.contract.task, a, b)
 
-    def promote(self, version: str, force: bool = False, reason: str | None = None, deploy: bool = True) -> Any:
-        """Judge `version` by the gates, make it champion and deploy its Bento (like `ml-lifecycle promote`)."""
+    def promote(self, version: str, force: bool = False, reason: str | None = None, deploy: bool = True,
+                expected_champion: str | None = None) -> Any:
+        """Judge `version` by the gates, make it champion and deploy its Bento (like `ml-lifecycle promote`);
+        with `expected_champion`, only while the champion still is that version (`""`: no champion)."""
         from ml_lifecycle.promotion import promote
-        return promote(self.settings, str(version), force=force, reason=reason or "", deploy=deploy)
+        return promote(self.settings, str(version), force=force, reason=reason or "", deploy=deploy,
+                       expected_champion=expected_champion)
 
-    def rollback(self, reason: str | None = None, deploy: bool = True) -> Any:
-        """Return champion to the previous champion and deploy its Bento (like `ml-lifecycle rollback`)."""
+    def rollback(self, reason: str | None = None, deploy: bool = True,
+                 expected_champion: str | None = None) -> Any:
+        """Return champion to the previous champion and deploy its Bento (like `ml-lifecycle rollback`);
+        with `expected_champion`, only while the champion still is that version."""
         from ml_lifecycle.promotion import rollback
-        return rollback(self.settings, reason=reason or "", deploy=deploy)
+        return rollback(self.settings, reason=reason or "", deploy=deploy, expected_champion=expected_champion)
+
+    def review(self, version: str = "challenger", deploy: bool = True) -> Any:
+        """A review panel (ipywidgets): `version` beside the champion, with Promote, Force promote, Roll back and
+        Refresh buttons that call `promote` and `rollback` above."""
+        from ml_lifecycle.review import review_panel
+        return review_panel(self, str(version), deploy=deploy)
 
     # -- packaging and serving
     def package(self, version_or_alias: str | None = None, shadow: str | None = None, canary: str | None = None,

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from . import evals, registry
+from . import errors, evals, registry
 from .contracts import Contract, fingerprint, validate
 from .data import read_table
 from .display import Displayable, status, text_table
@@ -283,24 +283,35 @@ def redeploy_if_stale(settings: Settings, version: str, by: str) -> Deployment:
     return _deploy(settings, version, by)
 
 
+def _expect(alias: str, expected: str | None, current: str | None) -> None:
+    """`AliasMoved` unless the alias still points at `expected` (`""`: nowhere; `None`: not checked)."""
+    if expected is not None and (current or "") != str(expected):
+        raise errors.AliasMoved(alias, expected or None, current)
+
+
 def promote(settings: Settings, version: str, force: bool = False, reason: str = "", by: str | None = None,
-            deploy: bool = True) -> Promotion:
+            deploy: bool = True, expected_champion: str | None = None) -> Promotion:
     """Judge a registered version by the gates, make it champion and (unless `deploy=False`) deploy its Bento.
 
     Refused with `GateFailed` if a gate fails, unless `force` is given with a `reason`. If the version already is
-    champion nothing moves, and its Bento is redeployed only if the deployment names another version."""
+    champion nothing moves, and its Bento is redeployed only if the deployment names another version. Given
+    `expected_champion` (what a review panel showed; `""`: no champion), it acts only while the champion is
+    still that version, else `AliasMoved` and nothing happens."""
     if force and not reason.strip():
         raise RegistryError("a forced promotion needs a reason: --force --reason \"why\"")
     version = resolve_version(settings, version=version)
     alias, by = settings.registry.champion_alias, by or current_user()
     try:
         current = resolve_version(settings, alias=alias)
-        if current == version:
-            return Promotion("promote", version, alias, None, None,
-                             redeploy_if_stale(settings, version, by) if deploy else None)
     except ModelNotFound:
         current = None
+    _expect(alias, expected_champion, current)
+    if current == version:
+        return Promotion("promote", version, alias, None, None,
+                         redeploy_if_stale(settings, version, by) if deploy else None)
     judged = judge_version(settings, version)
+    if judged.champion != registry.UNCHECKED:  # judged against another champion than the one shown
+        _expect(alias, expected_champion, judged.champion)
     verdict = judged.verdict
     if not verdict.passed and not force:
         raise GateFailed(verdict.failed, f"version {version} of '{settings.registry.model_name}'",
@@ -336,12 +347,15 @@ def has_previous_champion(settings: Settings) -> bool:
     return True
 
 
-def rollback(settings: Settings, reason: str = "", by: str | None = None, deploy: bool = True) -> Promotion:
+def rollback(settings: Settings, reason: str = "", by: str | None = None, deploy: bool = True,
+             expected_champion: str | None = None) -> Promotion:
     """Move `champion` back to the previous champion, record it, and (unless `deploy=False`) deploy its Bento.
 
-    The Bento is built before the alias moves, so a failed build leaves everything as it was."""
+    The Bento is built before the alias moves, so a failed build leaves everything as it was. Given
+    `expected_champion`, it acts only while the champion is still that version, else `AliasMoved`."""
     current, previous = previous_champion(settings)
     alias, by = settings.registry.champion_alias, by or current_user()
+    _expect(alias, expected_champion, current)
     if deploy:
         _build(settings, previous)
     event = registry.move_alias(settings, alias, previous, "rollback", reason or f"rolled back from version {current}",
