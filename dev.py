@@ -6,7 +6,8 @@
     python3 dev.py test   # install into .venv (with test tools), then run every check and test
 
 `test` runs, in order: nbdev-export must change nothing, notebooks must be clean (nbdev-clean changes
-nothing), ruff on the package, nbdev-test on nbs/, and pytest on tests/ (slow end-to-end tests included).
+nothing), ruff on the package, nbdev-test on nbs/, and pytest on tests/ (slow end-to-end tests included, on two
+workers). It installs Debian's chromium for the browser test when it is missing (apt-get, as root).
 """
 from __future__ import annotations
 
@@ -184,8 +185,28 @@ def demo() -> int:
     return 1
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> bool:
+    """Debian's chromium, which the browser test drives with Playwright (it never downloads a browser of its own):
+    installed with apt-get when missing and this user may."""
+    if CHROMIUM.exists():
+        return True
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(f"error: {CHROMIUM} is missing: install it with `sudo apt-get install chromium` (tests/test_browser.py)")
+        return False
+    say("installing Debian's chromium for the browser test (apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    ok = sh("apt-get", "update", "-qq", check=False, env=env).returncode == 0 and sh(
+        "apt-get", "install", "-y", "-qq", "chromium", check=False, env=env, stdout=subprocess.DEVNULL).returncode == 0
+    return ok and CHROMIUM.exists()
+
+
 def test() -> int:
     install("test")
+    if not ensure_chromium():
+        return 1
     say("nbdev-export must not change the library")
     before = snapshot("ml_lifecycle", "nbs")
     sh(BIN / "nbdev-export")
@@ -208,7 +229,9 @@ def test() -> int:
     if sh(BIN / "nbdev-test", check=False).returncode:
         return 1
     say("pytest on tests/ (slow end-to-end tests included)")
-    code = sh(BIN / "pytest", "tests", "--durations=25", check=False).returncode
+    # two workers (the machines have 2 cores; steps are single-threaded kernels): the tests that share the demo
+    # runs stay on one worker (tests/conftest.py groups them), the others spread over both
+    code = sh(BIN / "pytest", "tests", "-n", "2", "--dist", "loadgroup", "--durations=25", check=False).returncode
     say(f"done: exit {code}")
     return code
 

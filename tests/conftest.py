@@ -56,6 +56,14 @@ def demo_runs(tmp_path_factory):
     return project, first, second
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`dev.py test` runs `-n 2 --dist loadgroup`) the tests that share the session's demo
+    runs go to one worker, so the two pipeline runs behind them are made once; the other tests spread freely."""
+    for item in items:
+        if "demo_runs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo_runs"))
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
