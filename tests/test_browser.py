@@ -31,7 +31,7 @@ def review_project(demo_runs, tmp_path):
     project, *_ = demo_runs
     dest = Path(shutil.copytree(project, tmp_path / "review", ignore=shutil.ignore_patterns("runs", "deploy")))
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(NOTEBOOK)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}  # as committed
     nbformat.write(nb, dest / "review.ipynb")
     return dest
 
@@ -74,7 +74,7 @@ def _run_first_cell(page, attempts: int = 3) -> None:
     from playwright.sync_api import expect
     first = page.locator(".jp-Notebook .jp-Cell").first
     for _ in range(attempts):
-        expect(page.get_by_role("button", name=re.compile(r"ipykernel\) \| Idle"))).to_be_visible(timeout=180_000)
+        expect(page.get_by_role("button", name=re.compile(r"(python3|ipykernel\)) \| Idle"))).to_be_visible(timeout=180_000)
         first.locator(".cm-content").click()
         page.keyboard.press("Shift+Enter")
         with contextlib.suppress(PlaywrightTimeout):
@@ -149,5 +149,17 @@ def test_review_panel_force_promote_and_roll_back(review_project, tmp_path):
             assert (event.action, event.from_version, event.to_version, event.by) == ("rollback", "2", "1", USER)
             assert event.reason == "rolled back from version 2"  # the reason box was emptied after the promotion
             page.screenshot(path=str(ARTIFACTS / "review_notebook.png"), full_page=True)
+
+            # a committed step notebook opened as a data scientist would is not marked modified once its kernel
+            # is up (JupyterLab rewrites metadata it disagrees with, which marks the notebook dirty)
+            committed = (project / "pipelines" / "evaluate.ipynb").read_bytes()
+            page.goto(f"{url}/lab/tree/pipelines/evaluate.ipynb", timeout=120_000)
+            tab = page.locator(".lm-TabBar-tab", has_text="evaluate.ipynb")
+            expect(tab).to_be_visible(timeout=120_000)
+            expect(page.get_by_role("button", name=re.compile(r"(python3|ipykernel\)) \| Idle"))).to_be_visible(
+                timeout=180_000)
+            page.wait_for_timeout(3_000)  # metadata from the kernel's info reply lands just after it is idle
+            assert "jp-mod-dirty" not in (tab.first.get_attribute("class") or ""), "opening marked it modified"
+            assert (project / "pipelines" / "evaluate.ipynb").read_bytes() == committed
         finally:
             browser.close()

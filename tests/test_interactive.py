@@ -146,6 +146,11 @@ def test_committed_notebooks_have_jupyterlabs_kernelspec():
     wrong = [str(p.relative_to(REPO)) for p in notebooks
              if json.loads(p.read_text()).get("metadata", {}).get("kernelspec") != jupyterlab]
     assert wrong == []
+    # and the language_info the kernel reports when JupyterLab starts it (kept by nbdev-clean: pyproject.toml)
+    import platform
+    stale = [str(p.relative_to(REPO)) for p in notebooks
+             if json.loads(p.read_text())["metadata"].get("language_info", {}).get("version") != platform.python_version()]
+    assert stale == [], f"language_info missing or not Python {platform.python_version()}"
 
 
 def test_jupyterlab_saves_notebooks_clean(tmp_path, monkeypatch):
@@ -163,7 +168,7 @@ def test_jupyterlab_saves_notebooks_clean(tmp_path, monkeypatch):
     nb = json.loads(Path(where).read_text())
     saved = json.loads(json.dumps(nb))
     saved["metadata"]["kernelspec"]["display_name"] = "Python 3 (ipykernel)"  # what JupyterLab may hand over
-    saved["metadata"]["language_info"] = {"name": "python", "version": "3.11.7"}
+    saved["metadata"]["language_info"] = dict(nb["metadata"]["language_info"])  # the kernel's: kept, committed so
     saved["cells"][2]["execution_count"] = 7
     clean_jupyter(path=str(where), model={"type": "notebook", "content": saved})
     assert saved == nb

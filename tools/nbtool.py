@@ -34,8 +34,13 @@ def tonb(src_path, nb_path):
     try:
         nb = json.load(open(nb_path))
     except FileNotFoundError:
+        import platform  # the metadata JupyterLab writes when a kernel starts: opening the notebook changes nothing
+        info = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                "pygments_lexer": "ipython3", "version": platform.python_version()}
         nb = {"cells": [], "metadata": {"kernelspec": {"display_name": "python3", "language": "python",
-                                                        "name": "python3"}}, "nbformat": 4, "nbformat_minor": 5}
+                                                        "name": "python3"}, "language_info": info},
+              "nbformat": 4, "nbformat_minor": 5}
     cells, cur = [], None
     for line in open(src_path).read().splitlines(keepends=True):
         if line.startswith(HDR) and line.split()[2] in ("code", "markdown", "raw"):
