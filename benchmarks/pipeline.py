@@ -81,12 +81,18 @@ def plain_papermill(pipe, settings, snapshot, out: Path) -> dict[str, float]:
     return seconds
 
 
-def ours(project: Path) -> tuple[dict[str, float], float]:
-    t0 = time.perf_counter()
-    r = subprocess.run([CLI, "run", "--force"], cwd=project, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+def run_or_exit(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """`ml-lifecycle run ARGS` in `project`; the benchmark stops with its output if it fails."""
+    r = subprocess.run([CLI, "run", *args], cwd=project, capture_output=True, text=True)
     if r.returncode:
         sys.exit(f"ml-lifecycle run failed:\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def ours(project: Path) -> tuple[dict[str, float], float]:
+    t0 = time.perf_counter()
+    run_or_exit(project, "--force")
+    wall = time.perf_counter() - t0
     record = json.loads((sorted((project / "runs").glob("2*"))[-1] / "run.json").read_text())
     return {s["name"]: s["seconds"] for s in record["steps"]}, wall
 
@@ -148,9 +154,7 @@ def main() -> None:
         mine, wall = ours(project)
         # the forced run's model became champion: the next run judges it once more, now against itself (the
         # evaluate step's key holds the champion's version); from then on nothing changes
-        settle = subprocess.run([CLI, "run"], cwd=project, capture_output=True, text=True)
-        if settle.returncode:
-            sys.exit(f"ml-lifecycle run failed:\n{settle.stdout}\n{settle.stderr}")
+        settle = run_or_exit(project)
         print(next((line for line in settle.stdout.splitlines() if line.startswith("registered")), ""), flush=True)
         rerun = min(unchanged_rerun(project) for _ in range(3))
         seq = sweep_sequential(copy_demo_project(Path(tmp) / "seq"))
