@@ -20,8 +20,9 @@ from typing import Any, Self
 from .errors import ArtifactError, IntegrityError
 
 # %% auto #0
-__all__ = ['umask', 'atomic_path', 'atomic_write_text', 'staging_dir', 'discard', 'Record', 'pid_alive', 'remove_leftovers',
-           'sha256_file', 'sha256_text', 'sha256_files', 'file_manifest', 'verify_files', 'git_commit']
+__all__ = ['MEASURED', 'umask', 'atomic_path', 'atomic_write_text', 'staging_dir', 'discard', 'Record', 'pid_alive',
+           'remove_leftovers', 'sha256_file', 'sha256_text', 'sha256_files', 'file_manifest', 'verify_files',
+           'content_digest', 'git_commit']
 
 # %% ../nbs/02_files.ipynb #c005
 def umask() -> int:
@@ -180,6 +181,39 @@ def verify_files(folder: str | os.PathLike, manifest: Mapping[str, str], what: s
         found = sha256_file(path) if path.is_file() else "(missing)"
         if found != expected:
             raise IntegrityError(f"{where}/{rel}" if where else str(path), expected, found, what)
+
+# %% ../nbs/02_files.ipynb #x025
+MEASURED = "measured"  # the top-level key of a JSON product listing its measured values (JSON Pointers)
+
+
+def _unpointer(doc: Any, pointer: str) -> None:
+    """Remove the value at the JSON Pointer `pointer` from `doc`, if it is there."""
+    *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
+    for part in parents:
+        try:
+            doc = doc[int(part)] if isinstance(doc, list) else doc[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            return
+    if isinstance(doc, dict):
+        doc.pop(last, None)
+    elif isinstance(doc, list) and last.isdigit() and int(last) < len(doc):
+        doc[int(last)] = None  # keep the other items' positions
+
+
+def content_digest(path: str | os.PathLike, sha256: str | None = None) -> str:
+    """The digest downstream steps are keyed on: a JSON document's without the values its `"measured"` list
+    points to, any other file's sha256 (`sha256`, when the caller already has it)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get(MEASURED), list):
+            for pointer in doc.pop(MEASURED):
+                _unpointer(doc, str(pointer))
+            return sha256_text("json-without-measured", json.dumps(doc, sort_keys=True, allow_nan=True))
+    return sha256 or sha256_file(path)
 
 # %% ../nbs/02_files.ipynb #c017
 def git_commit(root: Path) -> str:

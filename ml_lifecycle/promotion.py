@@ -22,7 +22,7 @@ from .display import Displayable, status, text_table
 from .errors import ExperimentError, GateFailed, LifecycleError, ModelNotFound, RegistryError, SettingsError
 from .evals import GateResult, Predictions, Verdict, compute_metrics, contract_gate, predict
 from .experiment import Experiment, project_experiment
-from .files import Record
+from .files import MEASURED, Record
 from .quality import split_data
 from .registry import Event, current_user, resolve_version
 from .settings import GATE_KINDS, OPERATIONAL, Settings
@@ -60,7 +60,15 @@ class Evaluation(Displayable, Record):
         return {"metrics": self.metrics, "verdict": self.verdict.to_dict(), "test_rows": self.test_rows,
                 "confidence": self.confidence, "intervals": {k: list(v) for k, v in self.intervals.items()},
                 "slices": json.loads(self.slices.to_json(orient="records")), "operational": self.operational,
-                **({} if self.champion == registry.UNCHECKED else {"champion": self.champion})}
+                **({} if self.champion == registry.UNCHECKED else {"champion": self.champion}),
+                MEASURED: self.measured_pointers()}
+
+    def measured_pointers(self) -> list[str]:
+        """JSON Pointers into `to_dict()` of the values that are measured, not computed (latency and size, and the
+        operational gates' values): two evaluations of one model on one machine differ only there, so the steps
+        after evaluate are keyed without them (`files.content_digest`). The gates' outcomes stay in the key."""
+        return ["/operational", *[f"/verdict/results/{i}/value" for i, r in enumerate(self.verdict.results)
+                                  if r.metric in self.operational]]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Evaluation:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import files
 from .display import Displayable
 from .errors import PipelineError, StepFailed
 from .files import atomic_write_text, discard, pid_alive, remove_leftovers, sha256_file, staging_dir
@@ -134,7 +135,10 @@ class _Keys:
         self._settings_parts: dict[Any, str] = {}
 
     def __call__(self, step: Step, pipe: Pipeline, records: dict[str, StepRecord]) -> str:
-        upstream = {name: records[src].hashes[name] for name, (src, _) in pipe.upstream_products(step).items()}
+        # inputs by what they hold, measured values left out (`files.content_digest`): re-measuring latency
+        # alone does not re-run register
+        upstream = {name: files.content_digest(records[src].products[name], records[src].hashes[name])
+                    for name, (src, _) in pipe.upstream_products(step).items()}
         sections = step.settings
         if sections not in self._settings_parts:
             self._settings_parts[sections] = settings_digest(self.settings, sections)

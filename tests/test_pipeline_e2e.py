@@ -283,6 +283,16 @@ def test_rerun_is_all_cached_and_never_undoes_a_rollback(demo_project):
     assert len(client_for(demo_project).search_model_versions("name='demo_model'")) == 1
     r = cli("run", cwd=demo_project)
     assert "nothing changed since the last run: no step executed" in r.stdout, r.stdout
+    # re-judging the same model re-measures its latency, so evaluation.json's bytes change; the steps after it are
+    # keyed on its content without the measured values: nothing is registered again
+    before = product(only_run_dir(demo_project), "evaluate", "evaluation").read_bytes()
+    r = cli("run", "--only", "evaluate", cwd=demo_project)
+    after = product(only_run_dir(demo_project), "evaluate", "evaluation")
+    assert r.returncode == 0 and after.read_bytes() != before, r.stdout + r.stderr
+    assert json.loads(after.read_text())["measured"][0] == "/operational"
+    r = cli("run", cwd=demo_project)
+    assert "nothing changed since the last run: no step executed" in r.stdout, r.stdout + r.stderr
+    assert len(client_for(demo_project).search_model_versions("name='demo_model'")) == 1
     exp = demo_project / "experiment.yaml"  # a second model, as good as the first: it becomes champion
     exp.write_text(exp.read_text().replace("resample: none", "resample: over"))
     r = cli("run", cwd=demo_project)
