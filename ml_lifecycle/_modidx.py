@@ -1240,6 +1240,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                        'ml_lifecycle.tracking.recorded_manifest': ( 'tracking.html#recorded_manifest',
                                                                                     'ml_lifecycle/tracking.py'),
                                        'ml_lifecycle.tracking.run_client': ('tracking.html#run_client', 'ml_lifecycle/tracking.py'),
+                                       'ml_lifecycle.tracking.running_runs_tagged': ( 'tracking.html#running_runs_tagged',
+                                                                                      'ml_lifecycle/tracking.py'),
                                        'ml_lifecycle.tracking.start_interactive_run': ( 'tracking.html#start_interactive_run',
                                                                                         'ml_lifecycle/tracking.py'),
                                        'ml_lifecycle.tracking.start_run': ('tracking.html#start_run', 'ml_lifecycle/tracking.py'),

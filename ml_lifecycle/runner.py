@@ -242,9 +242,12 @@ def close_killed_runs(settings: Settings) -> list[str]:
                 if r.status == "running":
                     r.status, r.error = "killed", "the run's process died while this step ran"
             record.write()
-            if record.mlflow_run_id and record.tracking_uri:
-                from ml_lifecycle.tracking import end_run
-                end_run(record.mlflow_run_id, "KILLED", settings)
+            if record.tracking_uri:
+                from ml_lifecycle.tracking import end_run, running_runs_tagged
+                # its MLflow run: the recorded one, or one started just before the process died (found by tag)
+                for run_id in ([record.mlflow_run_id] if record.mlflow_run_id else
+                               running_runs_tagged(settings, "ml_lifecycle.run_dir", str(run_dir))):
+                    end_run(run_id, "KILLED", settings)
             closed.append(record.run_dir)
         marker.unlink(missing_ok=True)
     cache = cache_dir(settings)
@@ -313,6 +316,7 @@ def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, fro
                 from ml_lifecycle.tracking import start_run
                 record.mlflow_run_id = start_run(settings, run_dir.name,
                                                  {"ml_lifecycle.run_dir": str(run_dir), **(mlflow_tags or {})})
+                record.write()  # at once: a run killed in its first step is then found and marked KILLED
         return record.mlflow_run_id or ""
 
     def try_cache(step: Step) -> bool:

@@ -34,10 +34,11 @@ from .settings import Settings, share_credentials
 
 # %% auto #0
 __all__ = ['INTERACTIVE_TAG', 'FILES_TAG', 'DIGEST_TAG', 'PROVENANCE_PACKAGES', 'client', 'using_store', 'experiment_id',
-           'run_client', 'start_run', 'end_run', 'interactive_parent', 'close_orphaned_runs', 'end_interactive_runs',
-           'start_interactive_run', 'finished_pipeline_run', 'ensure_run', 'ModelInfo', 'model_requirements',
-           'log_params', 'log_metrics', 'log_curves', 'log_dict', 'log_files', 'ContractModel', 'manifest_digest',
-           'log_model', 'recorded_manifest', 'load_pyfunc', 'load_model', 'installed_packages', 'provenance']
+           'run_client', 'start_run', 'end_run', 'running_runs_tagged', 'interactive_parent', 'close_orphaned_runs',
+           'end_interactive_runs', 'start_interactive_run', 'finished_pipeline_run', 'ensure_run', 'ModelInfo',
+           'model_requirements', 'log_params', 'log_metrics', 'log_curves', 'log_dict', 'log_files', 'ContractModel',
+           'manifest_digest', 'log_model', 'recorded_manifest', 'load_pyfunc', 'load_model', 'installed_packages',
+           'provenance']
 
 # %% ../nbs/12_tracking.ipynb #c005
 _CLIENTS: dict[str, MlflowClient] = {}  # tracking URI -> its client
@@ -108,6 +109,15 @@ def start_run(settings: Settings, name: str, tags: Mapping[str, str] | None = No
 def end_run(run_id: str, status: str = "FINISHED", settings: Settings | None = None) -> None:
     """Mark a run FINISHED or FAILED."""
     run_client(run_id, settings).set_terminated(run_id, status=status)
+
+
+def running_runs_tagged(settings: Settings, tag: str, value: str) -> list[str]:
+    """The ids of the project's RUNNING runs whose `tag` is `value` (none for a value MLflow's filter cannot quote)."""
+    if "'" in value:
+        return []
+    found = client(settings).search_runs([experiment_id(settings)],
+                                         f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'")
+    return [r.info.run_id for r in found]
 
 # %% ../nbs/12_tracking.ipynb #x007
 INTERACTIVE_TAG = "ml_lifecycle.interactive"  # "true" on a hand-run's run, "parent" on the project's parent run

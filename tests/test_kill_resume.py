@@ -105,9 +105,10 @@ def test_sigkill_at_every_step_boundary_resumes_to_one_consistent_registration(t
     runs = sorted(p for p in (project / "runs").glob("2*") if (p / "run.json").is_file())
     records = [json.loads((p / "run.json").read_text()) for p in runs]
     assert [r["status"] for r in records] == ["killed"] * 4 + ["done"], [r["status"] for r in records]
-    for r in records[:-1]:
-        if r["mlflow_run_id"]:
-            assert client.get_run(r["mlflow_run_id"]).info.status == "KILLED"
+    for r in records[:-1]:  # each killed run recorded its MLflow run as soon as it started it, and was closed
+        assert r["mlflow_run_id"] and client.get_run(r["mlflow_run_id"]).info.status == "KILLED", r
+    experiment = client.get_experiment_by_name(settings.tracking.experiment).experiment_id
+    assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")  # none left RUNNING for good
     assert client.get_run(records[-1]["mlflow_run_id"]).info.status == "FINISHED"
     assert not list((project / "runs" / ".cache").rglob(".tmp-*")), "staging leftovers"
     assert not list((project / "runs" / ".active").iterdir())
