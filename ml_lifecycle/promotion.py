@@ -16,7 +16,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from . import errors, evals, registry
-from .contracts import Contract, fingerprint, validate
+from .contracts import Contract, fingerprint, prepare, validate
 from .data import read_table
 from .display import Displayable, status, text_table
 from .errors import ExperimentError, GateFailed, LifecycleError, ModelNotFound, RegistryError, SettingsError
@@ -34,8 +34,8 @@ if TYPE_CHECKING:  # packaging imports BentoML: loaded only when a promotion dep
 
 # %% auto #0
 __all__ = ['GATE_COLUMNS', 'Evaluation', 'champion_predictions', 'select_metrics', 'evaluation_slices', 'evaluate_model',
-           'project_split', 'split_gate', 'version_of', 'judge_version', 'Promotion', 'gate_rows', 'verdict_text',
-           'redeploy_if_stale', 'promote', 'previous_champion', 'has_previous_champion', 'rollback']
+           'read_project_table', 'project_split', 'split_gate', 'version_of', 'judge_version', 'Promotion', 'gate_rows',
+           'verdict_text', 'redeploy_if_stale', 'promote', 'previous_champion', 'has_previous_champion', 'rollback']
 
 # %% ../nbs/21_promotion.ipynb #n005
 @dataclass(frozen=True)
@@ -182,11 +182,23 @@ def evaluate_model(settings: Settings, contract: Contract, model: Any, test: pd.
                       champion and champion[0])
 
 # %% ../nbs/21_promotion.ipynb #n007
+_SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t"}
+
+
+def read_project_table(settings: Settings, contract: Contract) -> tuple[pd.DataFrame, list[str]]:
+    """The project's table (`[data] path`, read with `[data] sep` and `decimal` or sniffed) as its contract reads
+    it (`contracts.prepare`: placeholders missing, unlabelled rows dropped when `[data] drop_unlabelled`), and a
+    line for each thing done to it."""
+    d = settings.data
+    df = read_table(settings.path(d.path), sep=_SEPARATOR_NAMES.get(d.sep, d.sep) or None, decimal=d.decimal or None)
+    return prepare(df, contract, d.drop_unlabelled)
+
+
 def project_split(settings: Settings, contract: Contract, experiment: Experiment
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The project's train and test split, rebuilt as the validate step builds it (contract checked first)."""
     path = settings.path(settings.data.path)
-    df = read_table(path)
+    df, _ = read_project_table(settings, contract)
     validate(df, contract).raise_for_errors(str(path))
     return split_data(df, contract, experiment.split, experiment.seed)
 

@@ -130,6 +130,10 @@ class DataSettings:
     """The training data file and its contract (how it is split is the experiment config's `split`)."""
     path: Path = setting(doc="the training table (CSV or parquet)")
     contract: Path = setting(doc="its data contract; how the table is split is the experiment config's `split`")
+    sep: str = setting("", "a CSV's field separator (, ; tab |); empty: sniffed from its first lines")
+    decimal: str = setting("", "a CSV's decimal mark; empty: sniffed (',' when numbers are written 1,5)")
+    drop_unlabelled: bool = setting(False, "rows without a target value: false stops validate (the contract requires "
+                                           "a target), true drops them first and says how many")
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,9 @@ class QualitySettings:
     repeat_share: float = setting(0.3, "a share of repeated rows at or above this suggests a panel: split by group")
     imbalance: str = setting("warning", "a majority class over imbalance_ratio times the minority class")
     imbalance_ratio: float = setting(20.0, "the majority/minority ratio above which imbalance reports")
+    labels: str = setting("warning", "target labels differing only in case or spaces (MALE beside male), and "
+                                     "classes with fewer than rare_class_rows rows")
+    rare_class_rows: int = setting(10, "a target class with fewer rows than this is reported as rare")
 
 
 @dataclass(frozen=True)
