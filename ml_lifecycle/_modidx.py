@@ -116,6 +116,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                         'ml_lifecycle.contracts._infer_column': ( 'contracts.html#_infer_column',
                                                                                   'ml_lifecycle/contracts.py'),
                                         'ml_lifecycle.contracts._num': ('contracts.html#_num', 'ml_lifecycle/contracts.py'),
+                                        'ml_lifecycle.contracts._numbers': ('contracts.html#_numbers', 'ml_lifecycle/contracts.py'),
                                         'ml_lifecycle.contracts._range_text': ('contracts.html#_range_text', 'ml_lifecycle/contracts.py'),
                                         'ml_lifecycle.contracts._rows_text': ('contracts.html#_rows_text', 'ml_lifecycle/contracts.py'),
                                         'ml_lifecycle.contracts._severity': ('contracts.html#_severity', 'ml_lifecycle/contracts.py'),

@@ -10,8 +10,9 @@ import json
 import math
 import os
 import re
+import textwrap
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,9 +296,10 @@ def load_contract(path: str | os.PathLike) -> Contract:
     return contract_from_dict(data, path)
 
 
-def save_contract(contract: Contract, path: str | os.PathLike) -> Path:
-    """Write a contract as YAML, atomically."""
-    return atomic_write_text(path, yaml.safe_dump(contract.to_dict(), sort_keys=False, allow_unicode=True))
+def save_contract(contract: Contract, path: str | os.PathLike, header: Sequence[str] = ()) -> Path:
+    """Write a contract as YAML, atomically, headed by the lines of `header` as comments."""
+    comments = "".join(f"# {part}\n" for line in header for part in textwrap.wrap(line, 116) or [""])
+    return atomic_write_text(path, comments + yaml.safe_dump(contract.to_dict(), sort_keys=False, allow_unicode=True))
 
 # %% ../nbs/04_contracts.ipynb #c010
 @dataclass(frozen=True)
@@ -515,13 +517,19 @@ def infer_task(target: pd.Series) -> str:
 DRAFTED_BOUNDS = (("max", "warning"), ("min", "warning"))
 
 
-def mostly_numeric(s: pd.Series, share: float = 0.8, tokens: int = 5) -> tuple[str, ...]:
+def _numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
+    """Text parsed as numbers (NaN where it is not one), `decimal` being the decimal mark."""
+    text = s.astype(str).str.strip()
+    return pd.to_numeric(text.str.replace(",", ".", regex=False) if decimal == "," else text, errors="coerce")
+
+
+def mostly_numeric(s: pd.Series, share: float = 0.8, tokens: int = 5, decimal: str = ".") -> tuple[str, ...]:
     """The few text tokens (`?`, `n/a`, ...) keeping a text column from being numeric: at most `tokens` distinct
     values, on at most 1 - `share` of the non-missing rows, none of them a number; () when there are none."""
     values = s.dropna()
     if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) or not len(values):
         return ()
-    parsed = pd.to_numeric(values, errors="coerce")
+    parsed = _numbers(values, decimal)
     bad = values[parsed.isna()].astype(str)
     found = tuple(sorted(bad.unique()))
     if 0 < len(found) <= tokens and parsed.notna().mean() >= share:
@@ -529,13 +537,13 @@ def mostly_numeric(s: pd.Series, share: float = 0.8, tokens: int = 5) -> tuple[s
     return ()
 
 
-def _infer_column(s: pd.Series, max_categories: int) -> ColumnSpec:
+def _infer_column(s: pd.Series, max_categories: int, decimal: str = ".") -> ColumnSpec:
     kw: dict[str, Any] = {"nullable": bool(s.isna().any())}
     if pd.api.types.is_bool_dtype(s):
         return ColumnSpec(str(s.name), "bool", **kw)
-    tokens = mostly_numeric(s)
+    tokens = mostly_numeric(s, decimal=decimal)
     if tokens:  # numbers with a few placeholders: the placeholders are missing values
-        s = pd.to_numeric(s.mask(s.astype(str).isin(tokens)), errors="coerce")
+        s = _numbers(s.mask(s.astype(str).isin(tokens)), decimal)
         kw.update(nullable=True, na_values=tokens)
     values = s.dropna()
     if pd.api.types.is_numeric_dtype(s):
@@ -567,14 +575,15 @@ def _draft_positive(target: pd.Series) -> Any:
 
 
 def infer_contract(df: pd.DataFrame, target: str, task: str | None = None, name: str = "dataset",
-                   max_categories: int = 50) -> Contract:
-    """Draft a contract from a frame: column types, ranges, categories, key and task."""
+                   max_categories: int = 50, decimal: str = ".") -> Contract:
+    """Draft a contract from a frame: column types, ranges, categories, key and task (`decimal`: the decimal mark
+    of numbers still held as text, as in a CSV export written with decimal commas)."""
     from ml_lifecycle.data import require_columns
     require_columns(list(df.columns), [target], "the data")
     task = task or infer_task(df[target])
     if task not in TASKS:
         raise ContractInvalid(f"task {task!r} is not one of {list(TASKS)}")
-    cols = [_infer_column(df[c], max_categories) for c in df.columns]
+    cols = [_infer_column(df[c], max_categories, decimal) for c in df.columns]
     key = None
     for i, col in enumerate(cols):
         s = df[col.name]
@@ -661,7 +670,7 @@ def prepare(df: pd.DataFrame, contract: Contract, drop_unlabelled: bool = False)
             notes.append(f"column '{c.name}': {int(hit.sum())} value(s) {sorted(set(df.loc[hit, c.name]))} read as "
                          "missing (na_values)")
         masked = df[c.name].mask(hit)
-        if c.numeric:
+        if c.numeric and not pd.api.types.is_numeric_dtype(masked):
             parsed = pd.to_numeric(masked, errors="coerce")
             masked = parsed if parsed.notna().sum() == masked.notna().sum() else masked  # else validate names them
         df[c.name] = masked

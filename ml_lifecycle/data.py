@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -64,15 +64,18 @@ def _check_file(path: Path) -> None:
         raise EmptyData(f"data file is empty: {path}", path)
 
 
-def read_table(path: str | os.PathLike, sep: str | None = None, decimal: str | None = None) -> pd.DataFrame:
+def read_table(path: str | os.PathLike, sep: str | None = None, decimal: str | None = None,
+               na_values: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """Read a CSV or parquet file into a DataFrame, with a one-line error for every way it can fail. A CSV's
-    separator and decimal mark are `sep` and `decimal`, or sniffed from its first lines (`sniff_csv`)."""
+    separator and decimal mark are `sep` and `decimal`, or sniffed from its first lines (`sniff_csv`);
+    `na_values` are each column's tokens for "missing" (a contract's), read as missing."""
     path = Path(path)
     _check_file(path)
     try:
         if path.suffix.lower() == ".csv":
             found_sep, found_decimal = sniff_csv(path) if sep is None or decimal is None else (sep, decimal)
-            df = pd.read_csv(path, sep=sep or found_sep, decimal=decimal or found_decimal)
+            df = pd.read_csv(path, sep=sep or found_sep, decimal=decimal or found_decimal,
+                             na_values={k: list(v) for k, v in (na_values or {}).items()} or None)
         else:
             df = READERS[path.suffix.lower()](path)
     except pd.errors.EmptyDataError as exc:

@@ -190,7 +190,8 @@ def read_project_table(settings: Settings, contract: Contract) -> tuple[pd.DataF
     it (`contracts.prepare`: placeholders missing, unlabelled rows dropped when `[data] drop_unlabelled`), and a
     line for each thing done to it."""
     d = settings.data
-    df = read_table(settings.path(d.path), sep=_SEPARATOR_NAMES.get(d.sep, d.sep) or None, decimal=d.decimal or None)
+    df = read_table(settings.path(d.path), sep=_SEPARATOR_NAMES.get(d.sep, d.sep) or None, decimal=d.decimal or None,
+                    na_values={c.name: c.na_values for c in contract.columns if c.na_values})
     return prepare(df, contract, d.drop_unlabelled)
 
 
