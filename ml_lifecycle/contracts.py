@@ -81,6 +81,8 @@ class Contract(Displayable):
     # a binary task's positive class (`target.positive`): what precision, recall, F1 and scores are about;
     # None: the second of the sorted labels
     positive: Any = None
+    # columns whose groups the model must treat alike: evaluate measures fairness across each (see `fairness`)
+    sensitive: tuple[str, ...] = ()
 
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
@@ -120,7 +122,8 @@ class Contract(Displayable):
                "target": {"column": self.target, "task": self.task,
                           **({} if self.positive is None else {"positive": self.positive})}, "key": self.key, "time": self.time,
                "rows": {k: v for k, v in (("min", self.min_rows), ("max", self.max_rows)) if v is not None},
-               "slices": list(self.slices), "severity": dict(self.severity), "columns": cols}
+               "slices": list(self.slices), "sensitive": list(self.sensitive), "severity": dict(self.severity),
+               "columns": cols}
         return {k: v for k, v in out.items() if v not in (None, "", {}, [])}
 
     @property
@@ -154,6 +157,7 @@ class Contract(Displayable):
         facts = {"target": self.target, "task": self.task, "positive class": self.positive, "key": self.key,
                  "time": self.time,
                  "rows": _range_text(self.min_rows, self.max_rows), "slices": list(self.slices) or None,
+                 "sensitive": list(self.sensitive) or None,
                  "levels": ", ".join(f"{k}: {v}" for k, v in self.severity) or None, "description": self.description}
         return {k: v for k, v in facts.items()
                 if v or k in ("key", "time") or (k == "positive class" and v is not None)}
@@ -276,10 +280,17 @@ def contract_from_dict(d: Mapping[str, Any], path: Any = "<contract>") -> Contra
     bad = [s for s in slices if s not in names]
     if bad:
         raise ContractInvalid(f"{path}: slice column '{bad[0]}' is not among the columns", path, "slices")
+    sensitive = tuple(d.get("sensitive") or ())
+    bad = [s for s in sensitive if s not in names]
+    if bad:
+        raise ContractInvalid(f"{path}: sensitive column '{bad[0]}' is not among the columns", path, "sensitive")
+    if target["column"] in sensitive:
+        raise ContractInvalid(f"{path}: the target '{target['column']}' cannot be a sensitive column", path, "sensitive")
     rows = d.get("rows") or {}
     return Contract(name=str(d["name"]), version=str(d.get("version", "1")), owner=str(d.get("owner", "")),
                     description=str(d.get("description", "")), target=str(target["column"]), task=task,
                     positive=positive, columns=cols, key=d.get("key"), time=d.get("time"), slices=slices,
+                    sensitive=sensitive,
                     severity=_severity(d.get("severity"), "severity", path),
                     min_rows=_num(rows.get("min"), "rows.min", path), max_rows=_num(rows.get("max"), "rows.max", path))
 
