@@ -20,8 +20,8 @@ from .files import atomic_write_text
 from .settings import render_ini
 
 # %% auto #0
-__all__ = ['DEMO_GATES', 'DEMO_SLICES', 'SETTINGS_HEADER', 'BENTOFILE_TEMPLATE', 'default_gates', 'render_settings',
-           'render_experiment', 'pipeline_templates', 'init_project']
+__all__ = ['DEMO_GATES', 'DEMO_SLICES', 'DEMO_SENSITIVE', 'SETTINGS_HEADER', 'BENTOFILE_TEMPLATE', 'default_gates',
+           'render_settings', 'render_experiment', 'pipeline_templates', 'init_project']
 
 # %% ../nbs/18_scaffold.ipynb #c005
 def default_gates(task: str, n_classes: int = 2) -> dict[str, float]:
@@ -35,9 +35,11 @@ def default_gates(task: str, n_classes: int = 2) -> dict[str, float]:
 
 #: The demo project's gates (`init` without `--data`, and the repo's own settings.ini).
 DEMO_GATES = {"min_roc_auc": 0.75, "min_recall": 0.5, "max_regression_roc_auc": 0.02, "slice_min_recall": 0.3,
-              "max_latency_p99_ms": 250.0, "max_model_mb": 200.0}
+              "max_latency_p99_ms": 250.0, "max_model_mb": 200.0, "max_demographic_parity_difference": 0.35}
 #: The demo contract's slices, which its `slice_min_recall` gate judges.
 DEMO_SLICES = ("region", "employment")
+#: The demo contract's sensitive column, across which its `max_demographic_parity_difference` gate judges fairness.
+DEMO_SENSITIVE = ("region",)
 
 SETTINGS_HEADER = """Lifecycle settings of the {name} project. Paths are relative to this file.
 Any key can be overridden by an environment variable ML_LIFECYCLE_<SECTION>__<KEY>,
@@ -171,7 +173,7 @@ def init_project(dest: str | os.PathLike, data: str | os.PathLike | None = None,
         findings.insert(0, f"{Path(data).name}: fields separated by {dialect[0]!r}, decimal mark {dialect[1]!r} "
                            "(sniffed; kept in settings.ini [data] sep and decimal)")
     if data is None:
-        contract = replace(contract, slices=DEMO_SLICES)  # what the demo's slice gate judges
+        contract = replace(contract, slices=DEMO_SLICES, sensitive=DEMO_SENSITIVE)  # what the demo's gates judge
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "data").mkdir(exist_ok=True)
     if data is None:
