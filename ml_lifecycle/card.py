@@ -134,6 +134,26 @@ def _facts(facts: Mapping[str, Any]) -> list[str]:
     return [f"- **{k}**: {_fmt(v)}" for k, v in facts.items()] + [""]
 
 
+def _fairness_section(fairness: Sequence[Mapping[str, Any]], contract: Mapping[str, Any], min_rows: int,
+                      conf: float) -> list[str]:
+    """The card's fairness section: each sensitive column's disparities and per-group values, with intervals."""
+    if not fairness:
+        return ["## Fairness", "", "_Not measured: the contract declares no `sensitive` columns (or the task is "
+                "multiclass)._" if not contract.get("sensitive") else "_Not measured for this task._", ""]
+    nan = float("nan")
+    lines = ["## Fairness", "", f"Across the contract's sensitive columns, on the held-out test split: each group's "
+             f"values, and the disparities between the groups with at least {min_rows} test rows, with {conf:.0%} "
+             "bootstrap intervals.", ""]
+    for f in fairness:
+        gaps = [{"measure": k, "value": v, "low": f.get("intervals", {}).get(k, [nan])[0],
+                 "high": f.get("intervals", {}).get(k, [nan, nan])[1]} for k, v in f.get("disparities", {}).items()]
+        groups = f.get("groups", [])
+        cols = ["group", "rows"] + [c for c in (groups[0] if groups else {}) if c not in ("group", "rows", "judged")]
+        lines += [f"### {f.get('column')}", ""] + _table(gaps, ["measure", "value", "low", "high"]) + [""]
+        lines += _table(groups, cols) + [""]
+    return lines
+
+
 def model_card(title: str, model: Mapping[str, Any], data: Mapping[str, Any], contract: Mapping[str, Any],
                evaluation: Mapping[str, Any], card: Mapping[str, Any], plots: Sequence[str] = (),
                provenance: Mapping[str, Any] | None = None, plot_data: Mapping[str, Any] | None = None,
@@ -171,6 +191,7 @@ def model_card(title: str, model: Mapping[str, Any], data: Mapping[str, Any], co
         cols = ["slice", "value", "rows"] + [m for m in metrics if m in slices[0]]
         lines += ["## Metrics per slice", "", f"Slices under {slice_min_rows} test rows are reported, not judged.",
                   ""] + _table(slices, cols) + [""]
+    lines += _fairness_section(evaluation.get("fairness", []), contract, slice_min_rows, conf)
     verdict = evaluation.get("verdict", {})
     lines += ["## Gates", "", f"Verdict: **{'passed' if verdict.get('passed') else 'FAILED'}**", ""]
     lines += _table([{**g, "passed": "pass" if g.get("passed") else "FAIL"} for g in verdict.get("results", [])],

@@ -66,7 +66,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     """Scaffold a new project folder."""
     from ml_lifecycle.scaffold import init_project
     dest = init_project(args.dir, data=args.data, target=args.target, task=args.task, name=args.name,
-                        force=args.force)
+                        force=args.force, on_finding=lambda line: _say(f"warning: {line}"))
     _say(f"created project in {dest}: settings.ini, pipelines/, contracts/, data/")
     _say(f"next: review the drafted contract in {dest}/contracts/, then: cd {dest} && ml-lifecycle run")
     return 0
@@ -109,16 +109,22 @@ def cmd_contract_infer(args: argparse.Namespace) -> int:
     """Draft a contract from a data file."""
     import yaml
 
-    from ml_lifecycle.contracts import infer_contract, save_contract
-    from ml_lifecycle.data import read_table
-    contract = infer_contract(read_table(args.data), args.target, task=args.task,
-                              name=args.name or Path(args.data).stem)
-    if not args.output:
-        _say(yaml.safe_dump(contract.to_dict(), sort_keys=False, allow_unicode=True).rstrip())
+    from ml_lifecycle.contracts import draft_findings, infer_contract, save_contract
+    from ml_lifecycle.data import read_table, sniff_csv
+    df = read_table(args.data)
+    decimal = sniff_csv(args.data)[1] if Path(args.data).suffix.lower() == ".csv" else "."
+    contract = infer_contract(df, args.target, task=args.task, name=args.name or Path(args.data).stem,
+                              decimal=decimal)
+    findings = [f"warning: {f}" for f in draft_findings(df, contract)]
+    if not args.output:  # the findings as comments, so the output is still the contract
+        _say("".join(f"# {f}\n" for f in findings) + yaml.safe_dump(contract.to_dict(), sort_keys=False,
+                                                                     allow_unicode=True).rstrip())
         return 0
     if Path(args.output).exists() and not args.force:
         raise LifecycleError(f"{args.output} exists; pass --force to overwrite it")
-    save_contract(contract, args.output)
+    save_contract(contract, args.output, header=findings)
+    for f in findings:
+        _say(f)
     _say(f"wrote {args.output}: {len(contract.columns)} columns, target {contract.target} ({contract.task})"
          + (f", key {contract.key}" if contract.key else "") + "; review it before use")
     return 0
@@ -135,7 +141,8 @@ def cmd_contract_check(args: argparse.Namespace) -> int:
         settings = load_settings(Path(args.project) / "settings.ini")
         path = settings.path(settings.data.contract)
     contract = load_contract(path)
-    report = validate(read_table(args.data), contract)
+    report = validate(read_table(args.data, na_values={c.name: c.na_values for c in contract.columns if c.na_values}),
+                      contract)
     _say(f"{args.data}: " + report.to_text())
     if not report.ok:
         print(f"error: {args.data} breaks contract {contract.name} v{contract.version} ({path}): "

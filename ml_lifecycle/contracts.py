@@ -10,8 +10,9 @@ import json
 import math
 import os
 import re
+import textwrap
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,10 @@ from .files import atomic_write_text
 from .settings import TASKS
 
 # %% auto #0
-__all__ = ['DTYPES', 'RULE_KINDS', 'SEVERITIES', 'ColumnSpec', 'Contract', 'contract_from_dict', 'load_contract', 'save_contract',
-           'Violation', 'ValidationReport', 'rule_text', 'validate', 'fingerprint', 'infer_task', 'infer_contract',
-           'Change', 'ContractDiff', 'diff_contracts', 'breaking_changes']
+__all__ = ['DTYPES', 'RULE_KINDS', 'SEVERITIES', 'DRAFTED_BOUNDS', 'ColumnSpec', 'Contract', 'contract_from_dict',
+           'load_contract', 'save_contract', 'Violation', 'ValidationReport', 'rule_text', 'validate', 'fingerprint',
+           'infer_task', 'mostly_numeric', 'infer_contract', 'label_variants', 'rare_classes', 'draft_findings',
+           'prepare', 'Change', 'ContractDiff', 'diff_contracts', 'breaking_changes']
 
 # %% ../nbs/04_contracts.ipynb #c005
 DTYPES = ("int", "float", "bool", "string", "category")
@@ -37,7 +39,7 @@ RULE_KINDS = ("rows", "present", "not_null", "dtype", "finite", "min", "max", "a
               "unexpected")
 SEVERITIES = ("error", "warning", "off")
 _DEFAULT_LEVEL = {"unexpected": "warning"}
-_COLUMN_KEYS = {"dtype", "nullable", "min", "max", "allowed", "regex", "unique", "description", "severity"}
+_COLUMN_KEYS = {"dtype", "nullable", "min", "max", "allowed", "regex", "unique", "description", "severity", "na_values"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class ColumnSpec:
     unique: bool = False
     description: str = ""
     severity: tuple[tuple[str, str], ...] = ()  # per-rule levels, e.g. (("allowed", "warning"),)
+    na_values: tuple[str, ...] = ()  # tokens that mean "missing" in this column, e.g. ("?",)
 
     @property
     def numeric(self) -> bool:
@@ -78,6 +81,8 @@ class Contract(Displayable):
     # a binary task's positive class (`target.positive`): what precision, recall, F1 and scores are about;
     # None: the second of the sorted labels
     positive: Any = None
+    # columns whose groups the model must treat alike: evaluate measures fairness across each (see `fairness`)
+    sensitive: tuple[str, ...] = ()
 
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
@@ -110,12 +115,15 @@ class Contract(Displayable):
                 d["allowed"] = list(c.allowed)
             if c.severity:
                 d["severity"] = dict(c.severity)
+            if c.na_values:
+                d["na_values"] = list(c.na_values)
             cols[c.name] = d
         out = {"name": self.name, "version": self.version, "owner": self.owner, "description": self.description,
                "target": {"column": self.target, "task": self.task,
                           **({} if self.positive is None else {"positive": self.positive})}, "key": self.key, "time": self.time,
                "rows": {k: v for k, v in (("min", self.min_rows), ("max", self.max_rows)) if v is not None},
-               "slices": list(self.slices), "severity": dict(self.severity), "columns": cols}
+               "slices": list(self.slices), "sensitive": list(self.sensitive), "severity": dict(self.severity),
+               "columns": cols}
         return {k: v for k, v in out.items() if v not in (None, "", {}, [])}
 
     @property
@@ -149,6 +157,7 @@ class Contract(Displayable):
         facts = {"target": self.target, "task": self.task, "positive class": self.positive, "key": self.key,
                  "time": self.time,
                  "rows": _range_text(self.min_rows, self.max_rows), "slices": list(self.slices) or None,
+                 "sensitive": list(self.sensitive) or None,
                  "levels": ", ".join(f"{k}: {v}" for k, v in self.severity) or None, "description": self.description}
         return {k: v for k, v in facts.items()
                 if v or k in ("key", "time") or (k == "positive class" and v is not None)}
@@ -178,6 +187,8 @@ def _values_text(spec: ColumnSpec) -> str:
         parts.append("one of " + ", ".join(shown) + (", ..." if len(spec.allowed) > 10 else ""))
     if spec.regex is not None:
         parts.append(f"matches {spec.regex}")
+    if spec.na_values:
+        parts.append("missing: " + ", ".join(repr(v) for v in spec.na_values))
     return "; ".join(parts)
 
 # %% ../nbs/04_contracts.ipynb #c007
@@ -223,7 +234,11 @@ def _column(name: str, spec: Any, path: Any) -> ColumnSpec:
             re.compile(regex)
         except re.error as exc:
             raise ContractInvalid(f"{path}: {where}.regex is not a valid pattern: {exc}", path, where) from exc
+    na_values = spec.get("na_values") or []
+    if not isinstance(na_values, list) or not all(isinstance(v, str) for v in na_values):
+        raise ContractInvalid(f"{path}: {where}.na_values must be a list of strings, e.g. ['?', 'n/a']", path, where)
     return ColumnSpec(name=str(name), dtype=dtype, nullable=bool(spec.get("nullable", True)),
+                      na_values=tuple(na_values),
                       min=_num(spec.get("min"), f"{where}.min", path), max=_num(spec.get("max"), f"{where}.max", path),
                       allowed=tuple(allowed) if allowed is not None else None, regex=regex,
                       unique=bool(spec.get("unique", False)), description=str(spec.get("description", "")),
@@ -265,10 +280,17 @@ def contract_from_dict(d: Mapping[str, Any], path: Any = "<contract>") -> Contra
     bad = [s for s in slices if s not in names]
     if bad:
         raise ContractInvalid(f"{path}: slice column '{bad[0]}' is not among the columns", path, "slices")
+    sensitive = tuple(d.get("sensitive") or ())
+    bad = [s for s in sensitive if s not in names]
+    if bad:
+        raise ContractInvalid(f"{path}: sensitive column '{bad[0]}' is not among the columns", path, "sensitive")
+    if target["column"] in sensitive:
+        raise ContractInvalid(f"{path}: the target '{target['column']}' cannot be a sensitive column", path, "sensitive")
     rows = d.get("rows") or {}
     return Contract(name=str(d["name"]), version=str(d.get("version", "1")), owner=str(d.get("owner", "")),
                     description=str(d.get("description", "")), target=str(target["column"]), task=task,
                     positive=positive, columns=cols, key=d.get("key"), time=d.get("time"), slices=slices,
+                    sensitive=sensitive,
                     severity=_severity(d.get("severity"), "severity", path),
                     min_rows=_num(rows.get("min"), "rows.min", path), max_rows=_num(rows.get("max"), "rows.max", path))
 
@@ -285,9 +307,10 @@ def load_contract(path: str | os.PathLike) -> Contract:
     return contract_from_dict(data, path)
 
 
-def save_contract(contract: Contract, path: str | os.PathLike) -> Path:
-    """Write a contract as YAML, atomically."""
-    return atomic_write_text(path, yaml.safe_dump(contract.to_dict(), sort_keys=False, allow_unicode=True))
+def save_contract(contract: Contract, path: str | os.PathLike, header: Sequence[str] = ()) -> Path:
+    """Write a contract as YAML, atomically, headed by the lines of `header` as comments."""
+    comments = "".join(f"# {part}\n" for line in header for part in textwrap.wrap(line, 116) or [""])
+    return atomic_write_text(path, comments + yaml.safe_dump(contract.to_dict(), sort_keys=False, allow_unicode=True))
 
 # %% ../nbs/04_contracts.ipynb #c010
 @dataclass(frozen=True)
@@ -398,7 +421,9 @@ def _distinct(s: pd.Series) -> np.ndarray:
 
 
 def _bad_rows(s: pd.Series, spec: ColumnSpec) -> Iterator[tuple[str, np.ndarray]]:
-    """(rule kind, mask of bad rows) for each rule of `spec` that column `s` breaks."""
+    """(rule kind, mask of bad rows) for each rule of `spec` that column `s` breaks (its `na_values` are missing)."""
+    if spec.na_values:
+        s = s.mask(s.isin(spec.na_values))
     missing = s.isna().to_numpy()
     if not spec.nullable and missing.any():
         yield "not_null", missing
@@ -499,17 +524,46 @@ def infer_task(target: pd.Series) -> str:
     return "regression"
 
 
-def _infer_column(s: pd.Series, max_categories: int) -> ColumnSpec:
+#: observed bounds are drafted as warnings: a value outside what one sample happened to hold is drift, not an error
+DRAFTED_BOUNDS = (("max", "warning"), ("min", "warning"))
+
+
+def _numbers(s: pd.Series, decimal: str = ".") -> pd.Series:
+    """Text parsed as numbers (NaN where it is not one), `decimal` being the decimal mark."""
+    text = s.astype(str).str.strip()
+    return pd.to_numeric(text.str.replace(",", ".", regex=False) if decimal == "," else text, errors="coerce")
+
+
+def mostly_numeric(s: pd.Series, share: float = 0.8, tokens: int = 5, decimal: str = ".") -> tuple[str, ...]:
+    """The few text tokens (`?`, `n/a`, ...) keeping a text column from being numeric: at most `tokens` distinct
+    values, on at most 1 - `share` of the non-missing rows, none of them a number; () when there are none."""
     values = s.dropna()
+    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) or not len(values):
+        return ()
+    parsed = _numbers(values, decimal)
+    bad = values[parsed.isna()].astype(str)
+    found = tuple(sorted(bad.unique()))
+    if 0 < len(found) <= tokens and parsed.notna().mean() >= share:
+        return found
+    return ()
+
+
+def _infer_column(s: pd.Series, max_categories: int, decimal: str = ".") -> ColumnSpec:
     kw: dict[str, Any] = {"nullable": bool(s.isna().any())}
     if pd.api.types.is_bool_dtype(s):
         return ColumnSpec(str(s.name), "bool", **kw)
+    tokens = mostly_numeric(s, decimal=decimal)
+    if tokens:  # numbers with a few placeholders: the placeholders are missing values
+        s = _numbers(s.mask(s.astype(str).isin(tokens)), decimal)
+        kw.update(nullable=True, na_values=tokens)
+    values = s.dropna()
     if pd.api.types.is_numeric_dtype(s):
         integral = bool((values % 1 == 0).all()) if len(values) else False
         dtype = "int" if integral else "float"
         if len(values):
             lo, hi = float(values.min()), float(values.max())
-            kw.update(min=int(math.floor(lo)) if integral else lo, max=int(math.ceil(hi)) if integral else hi)
+            kw.update(min=int(math.floor(lo)) if integral else lo, max=int(math.ceil(hi)) if integral else hi,
+                      severity=DRAFTED_BOUNDS)
         return ColumnSpec(str(s.name), dtype, **kw)
     nunique = values.nunique()
     if 0 < nunique <= max_categories and nunique < max(len(values) * 0.5, 3):
@@ -532,14 +586,15 @@ def _draft_positive(target: pd.Series) -> Any:
 
 
 def infer_contract(df: pd.DataFrame, target: str, task: str | None = None, name: str = "dataset",
-                   max_categories: int = 50) -> Contract:
-    """Draft a contract from a frame: column types, ranges, categories, key and task."""
+                   max_categories: int = 50, decimal: str = ".") -> Contract:
+    """Draft a contract from a frame: column types, ranges, categories, key and task (`decimal`: the decimal mark
+    of numbers still held as text, as in a CSV export written with decimal commas)."""
     from ml_lifecycle.data import require_columns
     require_columns(list(df.columns), [target], "the data")
     task = task or infer_task(df[target])
     if task not in TASKS:
         raise ContractInvalid(f"task {task!r} is not one of {list(TASKS)}")
-    cols = [_infer_column(df[c], max_categories) for c in df.columns]
+    cols = [_infer_column(df[c], max_categories, decimal) for c in df.columns]
     key = None
     for i, col in enumerate(cols):
         s = df[col.name]
@@ -555,7 +610,88 @@ def infer_contract(df: pd.DataFrame, target: str, task: str | None = None, name:
     else:
         cols[t] = ColumnSpec(target, cols[t].dtype, nullable=False)
     return Contract(name=name, version="1", target=target, task=task, positive=positive, columns=tuple(cols), key=key,
-                    min_rows=min(len(df), 50), description=f"Drafted from data with {len(df)} rows; edit me.")
+                    min_rows=min(int(df[target].notna().sum()), 50),
+                    description=f"Drafted from data with {len(df)} rows; edit me.")
+
+# %% ../nbs/04_contracts.ipynb #x027
+def label_variants(target: pd.Series) -> list[tuple[Any, ...]]:
+    """Groups of target labels that are equal once case and surrounding spaces are ignored (`MALE`, `male `)."""
+    groups: dict[str, list[Any]] = {}
+    for label in sorted(target.dropna().unique().tolist(), key=str):
+        groups.setdefault(str(label).strip().casefold(), []).append(label)
+    return [tuple(g) for g in groups.values() if len(g) > 1]
+
+
+def rare_classes(target: pd.Series, min_rows: int = 10) -> dict[Any, int]:
+    """Target classes with fewer than `min_rows` rows, and their counts."""
+    counts = target.dropna().value_counts()
+    return {k: int(v) for k, v in counts.items() if v < min_rows}
+
+
+def _rows_text(mask: pd.Series, shown: int = 5) -> str:
+    rows = np.flatnonzero(mask.to_numpy())
+    return ", ".join(map(str, rows[:shown])) + (", ..." if len(rows) > shown else "")
+
+
+def draft_findings(df: pd.DataFrame, contract: Contract, rare_rows: int = 10) -> list[str]:
+    """What a drafted `contract` guessed about `df` that its user must know, one line each (row numbers count
+    from 0, as the data file's rows after its header)."""
+    out = []
+    for c in contract.columns:
+        if c.na_values and c.name in df:
+            hit = df[c.name].astype(str).isin(c.na_values) & df[c.name].notna()
+            counts = df.loc[hit, c.name].astype(str).value_counts()
+            shown = ", ".join(f"{k!r} x{v}" for k, v in counts.items())
+            out.append(f"column '{c.name}': {int(hit.sum())} of {len(df)} values are not numbers ({shown}; rows "
+                       f"{_rows_text(hit)}): drafted as {c.dtype}, those read as missing (na_values); remove "
+                       "na_values from the contract to refuse them instead")
+    if contract.target in df:
+        y = df[contract.target]
+        if y.isna().any():
+            out.append(f"target '{contract.target}': {int(y.isna().sum())} of {len(df)} rows have no value (rows "
+                       f"{_rows_text(y.isna())}) and the contract requires one: validate stops there; set [data] "
+                       "drop_unlabelled = true to train on the labelled rows, or fill them")
+        counts = y.value_counts()
+        for group in (label_variants(y) if contract.task != "regression" else []):
+            shown = " and ".join(f"{v!r} ({counts[v]} rows)" for v in group)
+            out.append(f"target '{contract.target}': labels {shown} differ only in case or spaces; they are drafted "
+                       f"as separate classes ({contract.task}, {y.nunique()} classes): fix the data if they mean "
+                       "the same")
+        rare = rare_classes(y, rare_rows) if contract.task != "regression" else {}
+        if rare:
+            out.append(f"target '{contract.target}': rare classes " + ", ".join(f"{k!r} ({v} rows)" for k, v in
+                                                                               rare.items())
+                       + f", fewer than {rare_rows} rows each: metrics on them will be noise; merge or drop them")
+    bounded = [c.name for c in contract.columns if dict(c.severity).get("min") == "warning" and c.min is not None]
+    if bounded:
+        out.append(f"numeric bounds of {len(bounded)} column(s) are the observed range, at level warning (a value "
+                   "outside is reported, not refused); set severity {min: error, max: error} where a bound is a rule")
+    return out
+
+
+def prepare(df: pd.DataFrame, contract: Contract, drop_unlabelled: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """The table as the contract reads it: each column's `na_values` as missing (a numeric column then parsed as
+    numbers), and with `drop_unlabelled` the rows without a target dropped; plus a line for each thing done."""
+    notes, df = [], df.copy()
+    for c in contract.columns:
+        if not c.na_values or c.name not in df:
+            continue
+        hit = df[c.name].astype(str).isin(c.na_values) & df[c.name].notna()
+        if hit.any():
+            notes.append(f"column '{c.name}': {int(hit.sum())} value(s) {sorted(set(df.loc[hit, c.name]))} read as "
+                         "missing (na_values)")
+        masked = df[c.name].mask(hit)
+        if c.numeric and not pd.api.types.is_numeric_dtype(masked):
+            parsed = pd.to_numeric(masked, errors="coerce")
+            masked = parsed if parsed.notna().sum() == masked.notna().sum() else masked  # else validate names them
+        df[c.name] = masked
+    if drop_unlabelled and contract.target in df:
+        missing = df[contract.target].isna()
+        if missing.any():
+            notes.append(f"dropped {int(missing.sum())} of {len(df)} rows without a target value "
+                         f"('{contract.target}'): [data] drop_unlabelled = true")
+            df = df[~missing].reset_index(drop=True)
+    return df, notes
 
 # %% ../nbs/04_contracts.ipynb #c025
 @dataclass(frozen=True)
@@ -605,6 +741,11 @@ def _column_changes(o: ColumnSpec, n: ColumnSpec) -> list[Change]:
         out.append(Change(col, f"regex {o.regex!r} -> {n.regex!r}", n.regex is not None))
     if o.unique != n.unique:
         out.append(Change(col, "unique added" if n.unique else "unique removed", n.unique))
+    gone, new = set(o.na_values) - set(n.na_values), set(n.na_values) - set(o.na_values)
+    if gone:  # a token that was read as missing is now a value the dtype refuses
+        out.append(Change(col, f"na_values removed {sorted(gone)}", True))
+    if new:
+        out.append(Change(col, f"na_values added {sorted(new)}", False))
     return out
 
 

@@ -5,8 +5,10 @@
 # %% ../nbs/03_data.ipynb #n003
 from __future__ import annotations
 
+import csv
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,35 @@ from .errors import DataNotFound, EmptyData, UnreadableData
 from .files import atomic_path
 
 # %% auto #0
-__all__ = ['READERS', 'read_table', 'peek_table', 'require_columns', 'write_table', 'split', 'kfold', 'make_demo_data']
+__all__ = ['READERS', 'sniff_csv', 'read_table', 'peek_table', 'require_columns', 'write_table', 'split', 'kfold',
+           'make_demo_data']
+
+# %% ../nbs/03_data.ipynb #x005
+_SEPARATORS = (",", ";", "\t", "|")
+_COMMA_DECIMAL, _DOT_DECIMAL = re.compile(r"-?\d+,\d+"), re.compile(r"-?\d*\.\d+")
+
+
+def sniff_csv(path: str | os.PathLike, lines: int = 50) -> tuple[str, str]:
+    """(separator, decimal mark) of a CSV file, judged on its first `lines` lines (`,` and `.` when unsure)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        head = [line for _, line in zip(range(lines + 1), f, strict=False)]
+    if len(head) > lines:
+        head = head[:lines]  # whole lines only
+    best, best_rows = ",", None
+    for sep in _SEPARATORS:
+        try:
+            rows = list(csv.reader(head, delimiter=sep))
+        except csv.Error:
+            continue
+        widths = {len(r) for r in rows if r}
+        if len(widths) == 1 and (n := widths.pop()) > 1 and (best_rows is None or n > len(best_rows[0])):
+            best, best_rows = sep, [r for r in rows if r]
+    comma = dot = 0
+    for row in (best_rows or [])[1:]:
+        for field in row:
+            comma += bool(_COMMA_DECIMAL.fullmatch(field.strip()))
+            dot += bool(_DOT_DECIMAL.fullmatch(field.strip()))
+    return best, "," if best != "," and comma > dot else "."
 
 # %% ../nbs/03_data.ipynb #n005
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
@@ -34,12 +64,20 @@ def _check_file(path: Path) -> None:
         raise EmptyData(f"data file is empty: {path}", path)
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV or parquet file into a DataFrame, with a one-line error for every way it can fail."""
+def read_table(path: str | os.PathLike, sep: str | None = None, decimal: str | None = None,
+               na_values: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """Read a CSV or parquet file into a DataFrame, with a one-line error for every way it can fail. A CSV's
+    separator and decimal mark are `sep` and `decimal`, or sniffed from its first lines (`sniff_csv`);
+    `na_values` are each column's tokens for "missing" (a contract's), read as missing."""
     path = Path(path)
     _check_file(path)
     try:
-        df = READERS[path.suffix.lower()](path)
+        if path.suffix.lower() == ".csv":
+            found_sep, found_decimal = sniff_csv(path) if sep is None or decimal is None else (sep, decimal)
+            df = pd.read_csv(path, sep=sep or found_sep, decimal=decimal or found_decimal,
+                             na_values={k: list(v) for k, v in (na_values or {}).items()} or None)
+        else:
+            df = READERS[path.suffix.lower()](path)
     except pd.errors.EmptyDataError as exc:
         raise EmptyData(f"data file has no columns: {path}", path) from exc
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -56,7 +94,8 @@ def peek_table(path: str | os.PathLike, rows: int = 5) -> pd.DataFrame:
     _check_file(path)
     try:
         if path.suffix.lower() == ".csv":
-            head = pd.read_csv(path, nrows=rows)
+            sep, decimal = sniff_csv(path)
+            head = pd.read_csv(path, nrows=rows, sep=sep, decimal=decimal)
         else:
             import pyarrow.parquet as pq
             pf = pq.ParquetFile(path)

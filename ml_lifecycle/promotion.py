@@ -16,16 +16,17 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from . import errors, evals, registry
-from .contracts import Contract, fingerprint, validate
+from .contracts import Contract, fingerprint, prepare, validate
 from .data import read_table
 from .display import Displayable, status, text_table
 from .errors import ExperimentError, GateFailed, LifecycleError, ModelNotFound, RegistryError, SettingsError
 from .evals import GateResult, Predictions, Verdict, compute_metrics, contract_gate, predict
 from .experiment import Experiment, project_experiment
+from .fairness import Fairness, fairness_measures, fairness_report
 from .files import MEASURED, Record
 from .quality import split_data
 from .registry import Event, current_user, resolve_version
-from .settings import GATE_KINDS, OPERATIONAL, Settings
+from .settings import DISPARITIES, GATE_KINDS, OPERATIONAL, Settings
 from .tracking import load_model
 from .training import xy
 
@@ -34,8 +35,8 @@ if TYPE_CHECKING:  # packaging imports BentoML: loaded only when a promotion dep
 
 # %% auto #0
 __all__ = ['GATE_COLUMNS', 'Evaluation', 'champion_predictions', 'select_metrics', 'evaluation_slices', 'evaluate_model',
-           'project_split', 'split_gate', 'version_of', 'judge_version', 'Promotion', 'gate_rows', 'verdict_text',
-           'redeploy_if_stale', 'promote', 'previous_champion', 'has_previous_champion', 'rollback']
+           'read_project_table', 'project_split', 'split_gate', 'version_of', 'judge_version', 'Promotion', 'gate_rows',
+           'verdict_text', 'redeploy_if_stale', 'promote', 'previous_champion', 'has_previous_champion', 'rollback']
 
 # %% ../nbs/21_promotion.ipynb #n005
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Evaluation(Displayable, Record):
     operational: dict[str, float] = field(default_factory=dict)  # latency (ms) and size (MB) of the fitted model
     predictions: Predictions | None = field(default=None, repr=False, compare=False)  # for plots; not serialised
     champion: str | None = registry.UNCHECKED  # the champion version judged against (None: there was none)
+    fairness: tuple[Fairness, ...] = ()  # one per sensitive column of the contract
 
     def table(self) -> pd.DataFrame:
         """Each metric with its interval, for a notebook or a model card."""
@@ -61,6 +63,7 @@ class Evaluation(Displayable, Record):
                 "confidence": self.confidence, "intervals": {k: list(v) for k, v in self.intervals.items()},
                 "slices": json.loads(self.slices.to_json(orient="records")), "operational": self.operational,
                 **({} if self.champion == registry.UNCHECKED else {"champion": self.champion}),
+                **({"fairness": [f.to_dict() for f in self.fairness]} if self.fairness else {}),
                 MEASURED: self.measured_pointers()}
 
     def measured_pointers(self) -> list[str]:
@@ -76,7 +79,8 @@ class Evaluation(Displayable, Record):
         return cls(dict(d["metrics"]), Verdict.from_dict(d["verdict"]), int(d["test_rows"]),
                    {k: tuple(v) for k, v in (d.get("intervals") or {}).items()}, pd.DataFrame(d.get("slices") or []),
                    float(d.get("confidence", 0.95)), dict(d.get("operational") or {}),
-                   champion=d.get("champion", registry.UNCHECKED))
+                   champion=d.get("champion", registry.UNCHECKED),
+                   fairness=tuple(Fairness.from_dict(f) for f in d.get("fairness") or ()))
 
     def to_frame(self) -> pd.DataFrame:
         return self.table()
@@ -99,9 +103,12 @@ class Evaluation(Displayable, Record):
         gates = [{"gate": r.gate, "value": r.value, "threshold": r.threshold, "result": status(r.passed),
                   "detail": r.detail} for r in self.verdict.results]
         slices = self.slices.to_dict("records") if len(self.slices) else []
+        fair = [{"column": f.column, "measure": k, "value": v, "interval": "[{:.4g}, {:.4g}]".format(
+            *f.intervals.get(k, (np.nan, np.nan)))} for f in self.fairness for k, v in f.disparities.items()]
         return [("metrics", metrics, ["metric", "value", "interval"]),
                 ("gates", gates, ["gate", "value", "threshold", "result", "detail"]),
-                ("slices", slices, list(self.slices.columns))]
+                ("slices", slices, list(self.slices.columns)),
+                ("fairness across sensitive columns", fair, ["column", "measure", "value", "interval"])]
 
 
 def champion_predictions(settings: Settings, champion: tuple[str, Contract] | None, test: pd.DataFrame,
@@ -124,6 +131,14 @@ def _check_gate_metrics(g: Any, contract: Contract, available: set[str], slices:
     bootstrap); model measures are judged on the fitted model, so they are always there."""
     for gate in g.all_gates():
         kind = GATE_KINDS[gate.kind]
+        if kind.metrics:  # a fairness gate: measured across the contract's sensitive columns
+            measured = {"binary": (*DISPARITIES, "selection_rate", "tpr", "fpr"), "regression": ("mae", "rmse")}
+            if not contract.sensitive or gate.metric not in measured.get(contract.task, ()):
+                raise SettingsError("gates", gate.key, gate.threshold, f"not measured for contract {contract.name} "
+                                    f"({contract.task}, sensitive columns: {list(contract.sensitive) or 'none'}); "
+                                    "fairness needs `sensitive: [column, ...]` in the contract and a binary or "
+                                    "regression task")
+            continue
         if gate.metric not in available and gate.metric not in OPERATIONAL:
             raise SettingsError("gates", gate.key, gate.threshold, f"metric '{gate.metric}' is not computed for a "
                                 f"{contract.task} task; available: {sorted(available)}")
@@ -166,12 +181,14 @@ def evaluate_model(settings: Settings, contract: Contract, model: Any, test: pd.
     intervals = {k: v for k, v in evals.confidence_intervals(contract.task, preds, g.bootstrap, g.confidence,
                                                               g.seed).items() if k in metrics}
     slices = evals.slice_metrics(contract.task, preds, test[list(columns)]) if columns else pd.DataFrame()
+    fair = tuple(fairness_report(contract.task, preds, test, contract.sensitive, g.bootstrap, g.confidence, g.seed,
+                                 g.slice_min_rows))
     champion = registry.champion_contract(settings)
     operational = evals.operational_measures(model, X, contract.task)
     old = champion_predictions(settings, champion, test, contract.task, contract.positive) \
         if champion is not None and g.regressions else None
-    context = evals.GateContext(contract.task, {**metrics, **operational}, preds, champion and champion[0], old,
-                                slices, g)
+    context = evals.GateContext(contract.task, {**metrics, **operational, **fairness_measures(list(fair))}, preds,
+                                champion and champion[0], old, slices, g)
     # the model's own gates, the contract gate, then the gates against the champion and in the slices
     verdict = Verdict(tuple(evals.judge_gates(g.gates, context)), preds.positive_label if contract.task == "binary"
                       else None).with_result(contract_gate(champion, contract))
@@ -179,14 +196,27 @@ def evaluate_model(settings: Settings, contract: Contract, model: Any, test: pd.
                    *evals.judge_gates(g.slices, context, "slices")]:
         verdict = verdict.with_result(result)
     return Evaluation(metrics, verdict, len(test), intervals, slices, g.confidence, operational, preds,
-                      champion and champion[0])
+                      champion and champion[0], fair)
 
 # %% ../nbs/21_promotion.ipynb #n007
+_SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t"}
+
+
+def read_project_table(settings: Settings, contract: Contract) -> tuple[pd.DataFrame, list[str]]:
+    """The project's table (`[data] path`, read with `[data] sep` and `decimal` or sniffed) as its contract reads
+    it (`contracts.prepare`: placeholders missing, unlabelled rows dropped when `[data] drop_unlabelled`), and a
+    line for each thing done to it."""
+    d = settings.data
+    df = read_table(settings.path(d.path), sep=_SEPARATOR_NAMES.get(d.sep, d.sep) or None, decimal=d.decimal or None,
+                    na_values={c.name: c.na_values for c in contract.columns if c.na_values})
+    return prepare(df, contract, d.drop_unlabelled)
+
+
 def project_split(settings: Settings, contract: Contract, experiment: Experiment
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The project's train and test split, rebuilt as the validate step builds it (contract checked first)."""
     path = settings.path(settings.data.path)
-    df = read_table(path)
+    df, _ = read_project_table(settings, contract)
     validate(df, contract).raise_for_errors(str(path))
     return split_data(df, contract, experiment.split, experiment.seed)
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .contracts import SEVERITIES, Contract
+from .contracts import SEVERITIES, Contract, label_variants, rare_classes
 from .data import split
 from .display import Displayable
 from .errors import DataQualityFailed, ExperimentError, SettingsError
@@ -21,7 +21,8 @@ from .settings import QualitySettings
 
 # %% auto #0
 __all__ = ['row_groups', 'split_data', 'Finding', 'QualityReport', 'single_feature_score', 'leak_rule', 'check_target_leak',
-           'check_split_overlap', 'check_time_order', 'check_duplicates', 'check_imbalance', 'check_quality']
+           'check_split_overlap', 'check_time_order', 'check_duplicates', 'check_imbalance', 'check_labels',
+           'check_quality']
 
 # %% ../nbs/07_quality.ipynb #n005
 def _feature_hashes(df: pd.DataFrame, contract: Contract) -> pd.Series:
@@ -325,6 +326,25 @@ def check_imbalance(df: pd.DataFrame, contract: Contract, ratio: float, level: s
                     f"majority class is {counts.iloc[0] / counts.iloc[-1]:.1f}x the minority class (limit {ratio:g}x)",
                     {"class_counts": {str(k): int(v) for k, v in counts.items()}, "ratio": ratio})]
 
+
+def check_labels(df: pd.DataFrame, contract: Contract, level: str, rare_rows: int = 10) -> list[Finding]:
+    """Target labels equal up to case and spaces (`MALE` beside `male`: one class split in two), and classes
+    with fewer than `rare_rows` rows (their metrics are noise)."""
+    if contract.task == "regression" or contract.target not in df:
+        return []
+    y = df[contract.target]
+    counts = y.value_counts()
+    found = [Finding("labels", level, contract.target,
+                     "labels " + " and ".join(f"{v!r} ({counts[v]} rows)" for v in group)
+                     + " differ only in case or spaces: they are separate classes to the model",
+                     {"labels": {str(v): int(counts[v]) for v in group}}) for group in label_variants(y)]
+    rare = rare_classes(y, rare_rows)
+    if rare:
+        found.append(Finding("labels", level, contract.target,
+                             "rare classes " + ", ".join(f"{k!r} ({v} rows)" for k, v in rare.items())
+                             + f": fewer than {rare_rows} rows each", {"rare": {str(k): v for k, v in rare.items()}}))
+    return found
+
 # %% ../nbs/07_quality.ipynb #n016
 def _level(q: QualitySettings, key: str) -> str:
     level = getattr(q, key)
@@ -338,7 +358,8 @@ def check_quality(df: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, con
     """Run every check whose level is not `off`, on the whole data and on its train and test splits; `split`:
     the spec `split_data` made them with (None: a split made elsewhere)."""
     q = q if q is not None else QualitySettings()
-    levels = {k: _level(q, k) for k in ("target_leak", "split_overlap", "time_order", "duplicates", "imbalance")}
+    levels = {k: _level(q, k) for k in ("target_leak", "split_overlap", "time_order", "duplicates", "imbalance",
+                                        "labels")}
     found: list[Finding] = []
     if levels["target_leak"] != "off":
         found += check_target_leak(train, contract, q.leak_score, levels["target_leak"], q.sample_rows, seed)
@@ -351,4 +372,6 @@ def check_quality(df: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame, con
         found += check_duplicates(df, contract, levels["duplicates"], q.repeat_share, grouped)
     if levels["imbalance"] != "off":
         found += check_imbalance(df, contract, q.imbalance_ratio, levels["imbalance"])
+    if levels["labels"] != "off":
+        found += check_labels(df, contract, levels["labels"], q.rare_class_rows)
     return QualityReport(tuple(found))

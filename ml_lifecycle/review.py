@@ -64,7 +64,9 @@ def gather(project: Any, version: str) -> tuple[ReviewState, list[tuple[str, str
     if champion == UNCHECKED:
         champion = model_record(settings).aliases.get(settings.registry.champion_alias)
     state = ReviewState(v, champion, evaluation.verdict.passed, has_previous_champion(settings))
-    sections = [("Verdict and metrics", evaluation._repr_html_())]
+    sections = [("Verdict and metrics", evaluation._repr_html_()),
+                ("Fairness", "".join(f._repr_html_() for f in evaluation.fairness) or "<p>Not measured: the contract "
+                 "declares no <code>sensitive</code> columns (or the task is multiclass).</p>")]
     if champion and champion != v:
         sections.append((f"v{v} vs champion v{champion}", section_html(lambda: project.compare(v, champion))))
         sections.append(("Contract diff", section_html(

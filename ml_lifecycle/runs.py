@@ -106,7 +106,7 @@ class RunReport(Displayable):
         return [("steps", self._step_rows(), ["step", "status", "seconds", "notebook"]),
                 ("test metrics", self.metric_rows(), ["metric", "value", "low", "high"]),
                 ("failed gates", gates, ["result", "gate", "value", "threshold", "detail"]),
-                ("data-quality warnings", self.warnings, ["check", "column", "message"])]
+                ("warnings (contract and data quality)", self.warnings, ["check", "column", "message"])]
 
     def to_text(self) -> str:
         rec = self.record
@@ -149,7 +149,12 @@ def run_report(record: RunRecord, project: str = "") -> RunReport:
     reg_step, registration = _product(record, "registration")
     dep_step, deployment = _product(record, "deployment")
     _, validation = _product(record, "validation_report")
-    warnings = [f for f in ((validation or {}).get("quality") or {}).get("findings", []) if f.get("severity") == "warning"]
+    warnings = [{"check": f"contract {v.get('rule')}", "column": v.get("column"),
+                 "message": f"{v.get('count')} row(s) ({v.get('share', 0):.2%}), e.g. "
+                            + ", ".join(f"row {e.get('row')}: {e.get('value')!r}" for e in v.get("examples", [])[:3])}
+                for v in (validation or {}).get("violations", []) if v.get("severity") == "warning"]
+    warnings += [f for f in ((validation or {}).get("quality") or {}).get("findings", [])
+                 if f.get("severity") == "warning"]
     return RunReport(record, project, evaluation or {}, registration, reg_step is not None and reg_step.status == "done",
                      deployment, dep_step is not None and dep_step.status == "done", warnings)
 

@@ -9,19 +9,19 @@ import importlib.resources
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from .contracts import infer_contract, save_contract
-from .data import make_demo_data, read_table, require_columns, write_table
+from .contracts import draft_findings, infer_contract, save_contract
+from .data import make_demo_data, read_table, require_columns, sniff_csv, write_table
 from .errors import LifecycleError
 from .files import atomic_write_text
 from .settings import render_ini
 
 # %% auto #0
-__all__ = ['DEMO_GATES', 'DEMO_SLICES', 'SETTINGS_HEADER', 'BENTOFILE_TEMPLATE', 'default_gates', 'render_settings',
-           'render_experiment', 'pipeline_templates', 'init_project']
+__all__ = ['DEMO_GATES', 'DEMO_SLICES', 'DEMO_SENSITIVE', 'SETTINGS_HEADER', 'BENTOFILE_TEMPLATE', 'default_gates',
+           'render_settings', 'render_experiment', 'pipeline_templates', 'init_project']
 
 # %% ../nbs/18_scaffold.ipynb #c005
 def default_gates(task: str, n_classes: int = 2) -> dict[str, float]:
@@ -35,9 +35,11 @@ def default_gates(task: str, n_classes: int = 2) -> dict[str, float]:
 
 #: The demo project's gates (`init` without `--data`, and the repo's own settings.ini).
 DEMO_GATES = {"min_roc_auc": 0.75, "min_recall": 0.5, "max_regression_roc_auc": 0.02, "slice_min_recall": 0.3,
-              "max_latency_p99_ms": 250.0, "max_model_mb": 200.0}
+              "max_latency_p99_ms": 250.0, "max_model_mb": 200.0, "max_demographic_parity_difference": 0.35}
 #: The demo contract's slices, which its `slice_min_recall` gate judges.
 DEMO_SLICES = ("region", "employment")
+#: The demo contract's sensitive column, across which its `max_demographic_parity_difference` gate judges fairness.
+DEMO_SENSITIVE = ("region",)
 
 SETTINGS_HEADER = """Lifecycle settings of the {name} project. Paths are relative to this file.
 Any key can be overridden by an environment variable ML_LIFECYCLE_<SECTION>__<KEY>,
@@ -45,9 +47,10 @@ e.g. ML_LIFECYCLE_TRACKING__URI=sqlite:////tmp/other.db"""
 
 
 def render_settings(name: str, data: str, contract: str, task: str, n_classes: int = 2,
-                    gates: Mapping[str, float] | None = None) -> str:
-    """The text of a project's settings.ini: every default with its doc, plus the project's own values."""
-    return render_ini({"project": {"name": name}, "data": {"path": data, "contract": contract},
+                    gates: Mapping[str, float] | None = None, data_options: Mapping[str, str] | None = None) -> str:
+    """The text of a project's settings.ini: every default with its doc, plus the project's own values
+    (`data_options`: more `[data]` keys, such as a CSV's `sep`)."""
+    return render_ini({"project": {"name": name}, "data": {"path": data, "contract": contract, **(data_options or {})},
                        "tracking": {"experiment": name}, "registry": {"model_name": f"{name}_model"},
                        "gates": dict(gates) if gates is not None else default_gates(task, n_classes)},
                       header=SETTINGS_HEADER.format(name=name))
@@ -138,9 +141,12 @@ def _project_name(text: str) -> str:
 
 
 def init_project(dest: str | os.PathLike, data: str | os.PathLike | None = None, target: str | None = None,
-                 task: str | None = None, name: str | None = None, force: bool = False) -> Path:
+                 task: str | None = None, name: str | None = None, force: bool = False,
+                 on_finding: Callable[[str], None] | None = None) -> Path:
     """Create a project folder: settings.ini, pipelines/, a drafted contract and the data in data/; a folder
-    that already holds anything only with `force` (files of the same names are then replaced)."""
+    that already holds anything only with `force` (files of the same names are then replaced). What the draft
+    guessed that its user must know (`contracts.draft_findings`, a sniffed CSV dialect) heads the contract file
+    as comments, and each line goes to `on_finding`."""
     dest = Path(dest)
     if (dest / "settings.ini").exists() and not force:
         raise LifecycleError(f"{dest} already holds a settings.ini; not overwriting it (--force replaces it)")
@@ -160,22 +166,32 @@ def init_project(dest: str | os.PathLike, data: str | os.PathLike | None = None,
         require_columns(list(df.columns), [target], str(data))
         name = name or _project_name(Path(data).stem)
         data_name = Path(data).name
-    contract = infer_contract(df, target, task=task, name=name)
+    dialect = sniff_csv(data) if data is not None and Path(data).suffix.lower() == ".csv" else (",", ".")
+    contract = infer_contract(df, target, task=task, name=name, decimal=dialect[1])
+    findings = draft_findings(df, contract)
+    if dialect != (",", "."):
+        findings.insert(0, f"{Path(data).name}: fields separated by {dialect[0]!r}, decimal mark {dialect[1]!r} "
+                           "(sniffed; kept in settings.ini [data] sep and decimal)")
     if data is None:
-        contract = replace(contract, slices=DEMO_SLICES)  # what the demo's slice gate judges
+        contract = replace(contract, slices=DEMO_SLICES, sensitive=DEMO_SENSITIVE)  # what the demo's gates judge
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "data").mkdir(exist_ok=True)
     if data is None:
         write_table(df, dest / "data" / data_name)
     else:
         shutil.copyfile(data, dest / "data" / data_name)
-    save_contract(contract, dest / "contracts" / f"{name}.yaml")
+    save_contract(contract, dest / "contracts" / f"{name}.yaml", header=["Drafted by ml-lifecycle init: review it."]
+                  + [f"warning: {f}" for f in findings])
+    for finding in findings:
+        (on_finding or (lambda _: None))(finding)
     shutil.copytree(pipeline_templates(), dest / "pipelines", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.py", ".ipynb_checkpoints"))
     n_classes = df[target].nunique()
     atomic_write_text(dest / "settings.ini", render_settings(name, f"data/{data_name}", f"contracts/{name}.yaml",
                                                              contract.task, n_classes,
-                                                             DEMO_GATES if data is None else None))
+                                                             DEMO_GATES if data is None else None,
+                                                             {"sep": {"\t": "tab"}.get(dialect[0], dialect[0]),
+                                                              "decimal": dialect[1]} if dialect != (",", ".") else None))
     atomic_write_text(dest / "experiment.yaml", render_experiment(contract.task))
     atomic_write_text(dest / "bentofile.yaml", BENTOFILE_TEMPLATE)
     atomic_write_text(dest / ".gitignore", "runs/\nmlruns/\nmlartifacts/\nmlflow.db\noptuna.db\nlogs/\ndeploy/\n")

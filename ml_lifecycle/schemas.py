@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import PydanticCustomError
 
-from .contracts import ColumnSpec, Contract, ValidationReport, Violation, rule_text, validate
+from .contracts import RULE_KINDS, ColumnSpec, Contract, ValidationReport, Violation, rule_text, validate
 from .errors import ContractViolation
 
 # %% auto #0
@@ -57,9 +57,11 @@ def _fullmatch(pattern: str):
     return AfterValidator(check)
 
 
-def _field_type(spec: ColumnSpec) -> Any:
-    limits = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None}
-    if spec.allowed is not None:
+def _field_type(spec: ColumnSpec, refused: frozenset[str] = frozenset(RULE_KINDS)) -> Any:
+    """The pydantic type of a column; only the rule kinds in `refused` (those at level error) constrain it."""
+    limits = {k: v for k, v, kind in (("ge", spec.min, "min"), ("le", spec.max, "max"))
+              if v is not None and kind in refused}
+    if spec.allowed is not None and "allowed" in refused:
         values = tuple(spec.allowed) + tuple(str(a) for a in spec.allowed if not isinstance(a, str))
         typ: Any = Literal[values]  # type: ignore[valid-type]
     elif spec.dtype == "int":
@@ -83,7 +85,7 @@ def request_model(contract: Contract) -> type[BaseModel]:
     """A pydantic model of one request record, compiled from the contract."""
     fields: dict[str, Any] = {}
     for spec in request_columns(contract):
-        typ = _field_type(spec)
+        typ = _field_type(spec, frozenset(k for k in RULE_KINDS if contract.level(spec.name, k) == "error"))
         desc = spec.description or None
         fields[spec.name] = ((typ | None), Field(None, description=desc)) if spec.nullable else \
             (typ, Field(..., description=desc))

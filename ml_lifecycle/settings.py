@@ -20,11 +20,11 @@ from .display import Displayable
 from .errors import SettingsError
 
 # %% auto #0
-__all__ = ['TASKS', 'METRIC_TABLE', 'METRICS', 'OPERATIONAL', 'TASK_METRICS', 'GATE_KINDS', 'SECTIONS', 'ENV_PREFIX',
-           'NOT_SETTINGS', 'SECRETS_ENV', 'MOVED', 'FILE_ORDER', 'Metric', 'register_metric', 'setting',
-           'ProjectSettings', 'DataSettings', 'TrackingSettings', 'RegistrySettings', 'TrainingSettings', 'Gate',
-           'GateSettings', 'ServingSettings', 'PipelineSettings', 'QualitySettings', 'MonitoringSettings', 'GateKind',
-           'register_gate_key', 'match_gate_key', 'gate_kind_of', 'redact', 'split_credentials', 'Settings',
+__all__ = ['TASKS', 'METRIC_TABLE', 'METRICS', 'OPERATIONAL', 'TASK_METRICS', 'GATE_KINDS', 'DISPARITIES', 'GROUP_GAP_METRICS',
+           'SECTIONS', 'ENV_PREFIX', 'NOT_SETTINGS', 'SECRETS_ENV', 'MOVED', 'FILE_ORDER', 'Metric', 'register_metric',
+           'setting', 'ProjectSettings', 'DataSettings', 'TrackingSettings', 'RegistrySettings', 'TrainingSettings',
+           'Gate', 'GateSettings', 'ServingSettings', 'PipelineSettings', 'QualitySettings', 'MonitoringSettings',
+           'GateKind', 'register_gate_key', 'match_gate_key', 'gate_kind_of', 'redact', 'split_credentials', 'Settings',
            'settings_from_raw', 'load_settings', 'save_snapshot', 'share_credentials', 'render_ini']
 
 # %% ../nbs/01_settings.ipynb #x005
@@ -130,6 +130,10 @@ class DataSettings:
     """The training data file and its contract (how it is split is the experiment config's `split`)."""
     path: Path = setting(doc="the training table (CSV or parquet)")
     contract: Path = setting(doc="its data contract; how the table is split is the experiment config's `split`")
+    sep: str = setting("", "a CSV's field separator (, ; tab |); empty: sniffed from its first lines")
+    decimal: str = setting("", "a CSV's decimal mark; empty: sniffed (',' when numbers are written 1,5)")
+    drop_unlabelled: bool = setting(False, "rows without a target value: false stops validate (the contract requires "
+                                           "a target), true drops them first and says how many")
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,9 @@ class QualitySettings:
     repeat_share: float = setting(0.3, "a share of repeated rows at or above this suggests a panel: split by group")
     imbalance: str = setting("warning", "a majority class over imbalance_ratio times the minority class")
     imbalance_ratio: float = setting(20.0, "the majority/minority ratio above which imbalance reports")
+    labels: str = setting("warning", "target labels differing only in case or spaces (MALE beside male), and "
+                                     "classes with fewer than rare_class_rows rows")
+    rare_class_rows: int = setting(10, "a target class with fewer rows than this is reported as rare")
 
 
 @dataclass(frozen=True)
@@ -291,15 +298,17 @@ class GateKind:
     doc: str  # one line, which `render_ini` writes above the [gates] keys of its group
     group: str = "gates"  # "gates" (the model's own values), "regressions" (against the champion) or "slices"
     bound: str = "max"  # the bound when `key` has no `{bound}`
+    metrics: tuple[str, ...] = ()  # what `{metric}` may be when not a metric of the table (fairness measures)
 
     @property
     def names(self) -> tuple[str, ...]:
         """What `{metric}` or `{measure}` may be in this kind's keys."""
-        return tuple(OPERATIONAL if "{measure}" in self.key else METRICS)
+        return self.metrics or tuple(OPERATIONAL if "{measure}" in self.key else METRICS)
 
     def spelling(self) -> str:
         """The grammar as a reader writes it: `min_<metric> / max_<metric>`."""
-        one = self.key.replace("{metric}", "<metric>").replace("{measure}", "<measure>")
+        names = f"<{'|'.join(self.metrics)}>" if self.metrics else "<metric>"
+        one = self.key.replace("{metric}", names).replace("{measure}", "<measure>")
         return " / ".join(one.replace("{bound}", b) for b in ("min", "max")) if "{bound}" in one else one
 
     def parse(self, key: str) -> tuple[str, str] | None:
@@ -321,12 +330,20 @@ class GateKind:
 GATE_KINDS: dict[str, GateKind] = {}
 
 
-def register_gate_key(name: str, key: str, doc: str, group: str = "gates", bound: str = "max") -> GateKind:
-    """Declare a kind of `[gates]` key (its grammar and doc); `evals.register_gate` adds its judgement."""
+def register_gate_key(name: str, key: str, doc: str, group: str = "gates", bound: str = "max",
+                      metrics: tuple[str, ...] = ()) -> GateKind:
+    """Declare a kind of `[gates]` key (its grammar and doc; `metrics`: what its `{metric}` may name, when not the
+    table's metrics); `evals.register_gate` adds its judgement."""
     if group not in _GROUPS or bound not in ("min", "max"):
         raise ValueError(f"gate kind {name}: group is one of {_GROUPS}, bound min or max")
-    GATE_KINDS[name] = GateKind(name, key, doc, group, bound)
+    GATE_KINDS[name] = GateKind(name, key, doc, group, bound, tuple(metrics))
     return GATE_KINDS[name]
+
+
+#: The fairness measures of a contract's `sensitive` columns (see `fairness`) that gates can bound, and the
+#: per-group values whose gap between groups they can bound.
+DISPARITIES = ("demographic_parity_difference", "demographic_parity_ratio", "equalized_odds_difference")
+GROUP_GAP_METRICS = ("selection_rate", "tpr", "fpr", "mae", "rmse")
 
 
 register_gate_key("bound", "{bound}_{metric}", "a floor or ceiling on the metric on the held-out test split; all "
@@ -337,6 +354,12 @@ register_gate_key("regression", "max_regression_{metric}", "at most this much wo
                   "of the paired-bootstrap interval of the change on the same test rows)", "regressions")
 register_gate_key("slice", "slice_{bound}_{metric}", "the bound holds in every slice of the contract with at least "
                   "slice_min_rows rows", "slices")
+register_gate_key("fairness", "max_{metric}", "the largest disparity between the groups of any sensitive column of "
+                  "the contract, on the test split", metrics=DISPARITIES[::2])
+register_gate_key("fairness_ratio", "min_{metric}", "the smallest ratio of the groups' selection rates in any "
+                  "sensitive column", bound="min", metrics=DISPARITIES[1:2])
+register_gate_key("group_gap", "max_group_gap_{metric}", "the largest minus the smallest group's selection_rate, tpr, "
+                  "fpr (binary), mae or rmse (regression), in the worst sensitive column", metrics=GROUP_GAP_METRICS)
 
 
 def match_gate_key(key: str) -> tuple[GateKind, str, str] | None:

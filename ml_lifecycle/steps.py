@@ -22,7 +22,7 @@ from .experiment import Experiment, project_experiment
 from .files import atomic_write_text
 from .packaging import Deployment
 from .project import judged_version, served_log
-from .promotion import Evaluation, has_previous_champion
+from .promotion import Evaluation, has_previous_champion, read_project_table
 from .quality import QualityReport
 from .registry import Registered
 from .settings import Settings, load_settings
@@ -219,10 +219,13 @@ def show_errors_as_one_line() -> None:
 
 # %% ../nbs/26_steps.ipynb #x009
 def read_data(step: Step) -> pd.DataFrame:
-    """The project's table (`[data] path`), with one line saying what it is and which contract judges it."""
+    """The project's table (`[data] path`) as its contract reads it (`promotion.read_project_table`), with a line
+    saying what it is and which contract judges it, and one for each thing done to it."""
     path, c = step.settings.path(step.settings.data.path), step.contract
-    df = read_table(path)
+    df, notes = read_project_table(step.settings, c)
     print(f"{path}: {len(df)} rows x {df.shape[1]} columns; contract {c.name} v{c.version} ({c.task})")
+    for note in notes:
+        print(f"  {note}")
     return df
 
 

@@ -151,3 +151,41 @@ def test_a_leak_stops_the_run_at_validate_naming_the_column(tmp_path, make):
     quality = json.loads(products(proj, "validate")["validation_report"].read_text())["quality"]
     assert [f["column"] for f in quality["findings"] if f["check"] == "target_leak"] == [leaked], quality
     assert not list((proj / "runs").glob("*/02_train.ipynb"))  # nothing was trained
+
+
+def test_a_messy_export_is_read_as_meant_and_every_guess_is_said(tmp_path):
+    """A European spreadsheet export of the survey: ';' between fields and decimal commas, '?' for an unknown
+    income, a label spelled in capitals twice, and three respondents without a vote recorded. init says each
+    guess; run stops at the unlabelled rows until [data] drop_unlabelled is set, then trains, printing the
+    label warning."""
+    rng = np.random.default_rng(5)
+    df = survey(rng)
+    df["income"] = [f"{v:.2f}".replace(".", ",") for v in rng.lognormal(10, 0.4, len(df))]  # as the sheet wrote it
+    df.loc[df.sample(frac=0.05, random_state=1).index, "income"] = "?"
+    df.loc[[10, 20], "voted"] = "YES"
+    df.loc[[30, 40, 50], "voted"] = None
+    data = tmp_path / "export.csv"
+    df.to_csv(data, sep=";", decimal=",", index=False)
+    r = cli("init", tmp_path / "proj", "--data", data, "--target", "voted")
+    proj = tmp_path / "proj"
+    assert r.returncode == 0, r.stdout + r.stderr
+    said = [line for line in r.stdout.splitlines() if line.startswith("warning: ")]
+    assert said[0].startswith("warning: export.csv: fields separated by ';', decimal mark ','"), r.stdout
+    assert any(line.startswith("warning: column 'income': 75 of 1500 values are not numbers ('?' x75") for line in said)
+    assert any("target 'voted': 3 of 1500 rows have no value (rows 30, 40, 50)" in line for line in said), said
+    assert any("labels 'YES' (2 rows) and 'yes'" in line for line in said), said
+    contract = yaml.safe_load(next((proj / "contracts").glob("*.yaml")).read_text())
+    assert contract["columns"]["income"]["dtype"] == "float" and contract["columns"]["income"]["na_values"] == ["?"]
+    assert contract["columns"]["trust"]["severity"] == {"max": "warning", "min": "warning"}
+
+    r = cli("run", "--project", proj)  # unlabelled rows break the drafted contract: a clear stop at validate
+    assert r.returncode == 1 and "voted" in r.stderr and "Traceback" not in r.stderr, r.stdout + r.stderr
+    r = cli("run", "--project", proj, env={"ML_LIFECYCLE_DATA__DROP_UNLABELLED": "true"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "registered export_model version 1" in r.stdout, r.stdout
+    assert "warning labels on voted: labels 'YES' (2 rows) and 'yes'" in r.stdout, r.stdout
+    validate = products(proj, "validate")
+    train = pd.read_parquet(validate["train_data"])
+    assert train["income"].dtype.kind == "f" and train["income"].isna().any() and train["voted"].notna().all()
+    notebook = next(p for p in sorted((proj / "runs").glob("2*"))[-1].glob("*validate.ipynb"))
+    assert "dropped 3 of 1500 rows without a target value" in notebook.read_text()

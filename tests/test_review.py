@@ -24,7 +24,8 @@ def small_project():
 
     root = Path(tempfile.mkdtemp(prefix="ml-lifecycle-review-"))
     write_table(make_demo_data(1200), root / "d.csv")
-    contract = replace(infer_contract(read_table(root / "d.csv"), "defaulted"), slices=("region",))
+    contract = replace(infer_contract(read_table(root / "d.csv"), "defaulted"), slices=("region",),
+                       sensitive=("region",))
     save_contract(contract, root / "c.yaml")
     (root / "settings.ini").write_text("[project]\nname = t\n[data]\npath = d.csv\ncontract = c.yaml\n"
                                        "[registry]\nmodel_name = credit\n[gates]\nmin_roc_auc = 0.7\nbootstrap = 100\n")
@@ -51,8 +52,9 @@ def test_review_panel_buttons_on_a_real_registry(small_project):
     state = panel.state
     assert (state.version, state.champion, state.passed, state.can_roll_back) == ("2", "1", False, False)
     assert "Review of v2 (challenger): gates FAILED; champion v1" in panel.header.value
-    assert panel.tabs.titles == ("Verdict and metrics", "v2 vs champion v1", "Contract diff", "Model card")
+    assert panel.tabs.titles == ("Verdict and metrics", "Fairness", "v2 vs champion v1", "Contract diff", "Model card")
     evidence = {t: w.value for t, w in zip(panel.tabs.titles, panel.tabs.children, strict=True)}
+    assert "Fairness across region" in evidence["Fairness"] and "demographic parity difference" in evidence["Fairness"]
     assert "roc_auc &gt;= 0.7" in evidence["Verdict and metrics"] and ">FAIL</td>" in evidence["Verdict and metrics"]
     assert "paired change" in evidence["v2 vs champion v1"] and "<img" in evidence["v2 vs champion v1"]  # curves
     assert "region" in evidence["v2 vs champion v1"] and "compatible" in evidence["Contract diff"]
@@ -89,7 +91,7 @@ def test_review_panel_buttons_on_a_real_registry(small_project):
     b["refresh"].click()
     assert panel.state.champion == "2" and "Review of v2 (challenger): gates FAILED; champion v2" in panel.header.value
     assert b["force"].disabled and b["promote"].disabled and not b["rollback"].disabled
-    assert panel.tabs.titles == ("Verdict and metrics", "Comparison", "Model card")
+    assert panel.tabs.titles == ("Verdict and metrics", "Fairness", "Comparison", "Model card")
     assert "Traceback" not in panel.outcome.value + panel.header.value
 
     # a version that passes every gate: Promote is enabled and promotes it unforced, as `ml-lifecycle promote 1`
