@@ -131,6 +131,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                         'ml_lifecycle.contracts.infer_task': ('contracts.html#infer_task', 'ml_lifecycle/contracts.py'),
                                         'ml_lifecycle.contracts.load_contract': ( 'contracts.html#load_contract',
                                                                                   'ml_lifecycle/contracts.py'),
+                                        'ml_lifecycle.contracts.row_violations': ( 'contracts.html#row_violations',
+                                                                                   'ml_lifecycle/contracts.py'),
                                         'ml_lifecycle.contracts.rule_text': ('contracts.html#rule_text', 'ml_lifecycle/contracts.py'),
                                         'ml_lifecycle.contracts.save_contract': ( 'contracts.html#save_contract',
                                                                                   'ml_lifecycle/contracts.py'),
