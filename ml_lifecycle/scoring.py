@@ -117,7 +117,8 @@ def score_chunk(chunk: pd.DataFrame, sm: ScoringModel, start: int, scored_at: da
         out[c.key] = key.astype("Int64") if c.column(c.key).dtype == "int" else key
     preds = predict_frame(sm.model, c, X)
     out = pd.concat([out, preds], axis=1)
-    for k, v in zip(META, (sm.name, sm.version, sm.run_id, scored_at), strict=True):
+    # the time as naive UTC: the output schema makes it UTC again (pandas 3 warns converting a tz-aware column)
+    for k, v in zip(META, (sm.name, sm.version, sm.run_id, scored_at.astimezone(UTC).replace(tzinfo=None)), strict=True):
         out[k] = v
     return out, rejects[["input_row", *c.names, "rejected_column", "rejected_rule"]].reset_index(drop=True)
 
