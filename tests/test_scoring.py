@@ -160,3 +160,16 @@ def test_bad_input_is_one_line_and_exit_1(demo_runs, tmp_path, case):
     assert r.returncode == 1, r.stdout + r.stderr
     assert r.stderr.startswith(said) and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "out.parquet").exists() and "Traceback" not in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_the_facade_and_the_command_leave_the_same_files(scored):
+    import ml_lifecycle as ml
+    project, folder, *_ = scored
+    result = ml.project(project).score(folder / "in.parquet", out=folder / "facade.parquet", version="1")
+    assert (result.rows, result.scored, result.rejected) == (300, 297, 3) and Path(result.notebook).is_file()
+    for suffix in ("", ".rejects"):
+        ours, theirs = (pq.read_table(folder / f"{name}{suffix}.parquet") for name in ("facade", "out"))
+        if not suffix:
+            ours, theirs = ours.drop(["scored_at"]), theirs.drop(["scored_at"])
+        assert ours.equals(theirs), suffix
