@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .contracts import Contract, row_violations
+from .contracts import ColumnSpec, Contract, row_violations
 from .data import peek_table, require_columns
 from .display import Displayable
 from .errors import SettingsError, UnreadableData
@@ -93,8 +93,18 @@ def _prepared(chunk: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     return chunk
 
 
-def _typed(s: pd.Series, dtype: str) -> pd.Series:
-    return pd.to_numeric(s, errors="coerce") if dtype in ("int", "float") else s
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _typed(s: pd.Series, spec: ColumnSpec) -> pd.Series:
+    """A checked column as the model was trained on it: numbers (and numeric categories) and booleans from text."""
+    numbers = spec.allowed is not None and all(isinstance(a, (int, float)) and not isinstance(a, bool)
+                                               for a in spec.allowed)
+    if spec.numeric or (spec.dtype == "category" and numbers):
+        return pd.to_numeric(s, errors="coerce")
+    if spec.dtype == "bool" and not pd.api.types.is_bool_dtype(s):
+        return s.map(lambda v: v if v is None or isinstance(v, bool) or pd.isna(v) else _BOOLS.get(str(v).lower()))
+    return s
 
 
 def score_chunk(chunk: pd.DataFrame, sm: ScoringModel, start: int, scored_at: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -109,11 +119,11 @@ def score_chunk(chunk: pd.DataFrame, sm: ScoringModel, start: int, scored_at: da
         input_row=np.flatnonzero(bad) + start, rejected_column=reasons.column.to_numpy(),
         rejected_rule=reasons.rule.to_numpy())
     good = chunk.loc[~bad]
-    X = pd.DataFrame({f.name: _typed(good[f.name], f.dtype) for f in c.columns if f.name != c.key},
+    X = pd.DataFrame({f.name: _typed(good[f.name], f) for f in c.columns if f.name != c.key},
                      index=good.index)
     out = pd.DataFrame({"input_row": np.flatnonzero(~bad) + start})
     if c.key:
-        key = _typed(good[c.key], c.column(c.key).dtype).reset_index(drop=True)
+        key = _typed(good[c.key], c.column(c.key)).reset_index(drop=True)
         out[c.key] = key.astype("Int64") if c.column(c.key).dtype == "int" else key
     preds = predict_frame(sm.model, c, X)
     out = pd.concat([out, preds], axis=1)
