@@ -6,7 +6,9 @@ every row against the contract the model was trained with."""
 # %% ../nbs/29_scoring.ipynb #x003
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -32,8 +34,8 @@ if TYPE_CHECKING:
 
 # %% auto #0
 __all__ = ['META', 'CHUNK_ROWS', 'ScoringModel', 'scoring_contract', 'load_scoring_model', 'predict_frame', 'score_chunk',
-           'read_chunks', 'output_schema', 'rejects_schema', 'rejects_path', 'ScoreResult', 'score_row_groups',
-           'score_file', 'score_step', 'check_score_input', 'score_batch']
+           'read_chunks', 'output_schema', 'rejects_schema', 'rejects_path', 'ScoreResult', 'score_tables',
+           'score_row_groups', 'this_package_only', 'score_file', 'score_step', 'check_score_input', 'score_batch']
 
 # %% ../nbs/29_scoring.ipynb #x005
 @dataclass(frozen=True)
@@ -251,22 +253,29 @@ def _use_dask(path: Path, dask: bool | None, ps: PipelineSettings) -> bool:
     return path.suffix.lower() != ".csv" and pq.ParquetFile(path).metadata.num_rows > ps.score_dask_rows
 
 
+def score_tables(chunk: pd.DataFrame, sm: ScoringModel, start: int, scored_at: datetime) -> tuple[pa.Table, pa.Table]:
+    """`score_chunk` as Arrow tables in the output's and the rejects file's schemas (cheap to send from a worker)."""
+    scored, rejected = score_chunk(chunk, sm, start, scored_at)
+    return (pa.Table.from_pandas(scored, schema=output_schema(sm, scored_at), preserve_index=False),
+            pa.Table.from_pandas(rejected, schema=rejects_schema(sm), preserve_index=False))
+
+
 def score_row_groups(path: str, groups: list[int], columns: list[str], sm: ScoringModel, start: int,
-                     scored_at: datetime, chunk_rows: int = CHUNK_ROWS) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     scored_at: datetime, chunk_rows: int = CHUNK_ROWS) -> tuple[pa.Table, pa.Table]:
     """Score parquet row groups `groups` (their first row is row `start`): the task of one Dask worker."""
     outs, rejs = [], []
     for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(chunk_rows, row_groups=groups, columns=columns):
-        out, rej = score_chunk(batch.to_pandas(), sm, start, scored_at)
+        out, rej = score_tables(batch.to_pandas(), sm, start, scored_at)
         outs.append(out)
         rejs.append(rej)
         start += batch.num_rows
-    return pd.concat(outs, ignore_index=True), pd.concat(rejs, ignore_index=True)
+    return pa.concat_tables(outs), pa.concat_tables(rejs)
 
 
 def _local(path: Path, columns: list[str], sm: ScoringModel, scored_at: datetime,
-           chunk_rows: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+           chunk_rows: int) -> Iterator[tuple[pa.Table, pa.Table]]:
     for chunk, start in _with_starts(read_chunks(path, columns, chunk_rows)):
-        yield score_chunk(chunk, sm, start, scored_at)
+        yield score_tables(chunk, sm, start, scored_at)
 
 
 def _in_order(client: Any, tasks: Iterator[tuple], window: int) -> Iterator[Any]:
@@ -281,15 +290,31 @@ def _in_order(client: Any, tasks: Iterator[tuple], window: int) -> Iterator[Any]
         yield running.popleft().result()
 
 
+@contextlib.contextmanager
+def this_package_only() -> Iterator[None]:
+    """Hide other copies of `ml_lifecycle` from `sys.path` for the duration (worker processes inherit it)."""
+    import ml_lifecycle
+    here = Path(ml_lifecycle.__file__).parent.resolve()
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if not (Path(p or ".", "ml_lifecycle").is_dir()
+                                            and Path(p or ".", "ml_lifecycle").resolve() != here)]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
 def _on_dask(path: Path, columns: list[str], sm: ScoringModel, scored_at: datetime, chunk_rows: int,
-             ps: PipelineSettings, workers: list[int]) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+             ps: PipelineSettings, workers: list[int]) -> Iterator[tuple[pa.Table, pa.Table]]:
     """Score on Dask (the scheduler in settings, or a LocalCluster of worker processes), in input order."""
     from ml_lifecycle.sweep import dask_client
-    with dask_client(ps, processes=True) as client:
+    with contextlib.ExitStack() as stack:
+        with this_package_only():  # a loaded MLflow model put its `code/` snapshot of the package first on sys.path
+            client = stack.enter_context(dask_client(ps, processes=True))
         workers.append(len(client.scheduler_info()["workers"]))
         model = client.scatter(sm, broadcast=True)  # once per worker, not once per task
         if path.suffix.lower() == ".csv":
-            tasks = ((score_chunk, chunk, model, int(start), scored_at)
+            tasks = ((score_tables, chunk, model, int(start), scored_at)
                      for chunk, start in _with_starts(read_chunks(path, columns, chunk_rows)))
         else:
             meta = pq.ParquetFile(path).metadata
@@ -324,11 +349,12 @@ def score_file(sm: ScoringModel, data: str | os.PathLike, out: str | os.PathLike
         schema, rschema = output_schema(sm, scored_at), rejects_schema(sm)
         with pq.ParquetWriter(tmp_out, schema) as w, pq.ParquetWriter(tmp_rej, rschema) as wr:
             for scored_part, rejected in parts:
-                w.write_table(pa.Table.from_pandas(scored_part, schema=schema, preserve_index=False))
-                wr.write_table(pa.Table.from_pandas(rejected, schema=rschema, preserve_index=False))
-                rows, scored = rows + len(scored_part) + len(rejected), scored + len(scored_part)
-                for (col, rule), n in rejected.groupby(["rejected_column", "rejected_rule"]).size().items():
-                    counts[(col, rule)] = counts.get((col, rule), 0) + int(n)
+                w.write_table(scored_part)
+                wr.write_table(rejected)
+                rows, scored = rows + scored_part.num_rows + rejected.num_rows, scored + scored_part.num_rows
+                for r in rejected.group_by(["rejected_column", "rejected_rule"]).aggregate([("input_row", "count")]).to_pylist():
+                    key = (r["rejected_column"], r["rejected_rule"])
+                    counts[key] = counts.get(key, 0) + r["input_row_count"]
     by = [{"column": c, "rule": r, "rows": n} for (c, r), n in sorted(counts.items(), key=lambda x: -x[1])]
     return ScoreResult(str(out), str(rejects_path(out)), str(path), rows, scored, rows - scored, sm.name, sm.version,
                        sm.run_id, scored_at.isoformat(), round(time.perf_counter() - t0, 3),

@@ -135,6 +135,24 @@ def test_the_dask_path_equals_the_one_process_path(scored):
     assert expected.num_rows == len(data) - len(BAD)
 
 
+@pytest.mark.slow
+def test_dask_workers_run_the_installed_package_not_the_models_copy(scored):
+    """Regression: a loaded MLflow model puts its `code/` copy of ml_lifecycle first on sys.path, which spawned
+    workers inherit; they imported that copy (older code) and returned the wrong types."""
+    import ml_lifecycle as ml
+    from ml_lifecycle.scoring import load_scoring_model, this_package_only
+    from ml_lifecycle.sweep import dask_client
+    project, *_ = scored
+    settings = ml.load_settings(project / "settings.ini", env={})
+    load_scoring_model(settings, "1")
+    copies = [p for p in sys.path if (Path(p or ".") / "ml_lifecycle").is_dir()
+              and (Path(p or ".") / "ml_lifecycle").resolve() != Path(ml.__file__).parent.resolve()]
+    assert copies, "the model's code/ copy is on sys.path (the condition this guards against)"
+    with this_package_only(), dask_client(replace(settings.pipeline, dask_workers=1), processes=True) as client:
+        where = client.submit(lambda: __import__("ml_lifecycle").__file__).result()
+    assert Path(where).resolve() == Path(ml.__file__).resolve()
+
+
 def _bad_inputs(folder: Path, project: Path) -> dict[str, tuple[list, str]]:
     _rows(project, 50).drop(columns="age").to_parquet(folder / "noage.parquet")
     _rows(project, 50).to_csv(folder / "ok.csv", index=False)
