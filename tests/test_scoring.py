@@ -184,8 +184,10 @@ def test_bad_input_is_one_line_and_exit_1(demo_runs, tmp_path, case):
 def test_the_facade_and_the_command_leave_the_same_files(scored):
     import ml_lifecycle as ml
     project, folder, *_ = scored
-    result = ml.project(project).score(folder / "in.parquet", out=folder / "facade.parquet", version="1")
+    # on Dask this time: the score notebook's kernel starts the LocalCluster; the files are the same
+    result = ml.project(project).score(folder / "in.parquet", out=folder / "facade.parquet", version="1", dask=True)
     assert (result.rows, result.scored, result.rejected) == (300, 297, 3) and Path(result.notebook).is_file()
+    assert result.dask_workers == 2
     for suffix in ("", ".rejects"):
         ours, theirs = (pq.read_table(folder / f"{name}{suffix}.parquet") for name in ("facade", "out"))
         if not suffix:
