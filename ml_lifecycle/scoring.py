@@ -394,9 +394,12 @@ def score_batch(settings: Settings, data: str | os.PathLike, out: str | os.PathL
     from ml_lifecycle.pipeline import load_pipeline
     from ml_lifecycle.runner import run_pipeline
     path = Path(data).resolve()  # relative to where it is called, not to the kernel's folder
+    target = Path(out).resolve() if out else path.with_name(f"{path.stem}.scores.parquet")
+    if path in (target, rejects_path(target).resolve()):
+        raise SettingsError("score", "out", str(target), "the output or its rejects file would overwrite the input")
     v = check_score_input(settings, path, version, alias)
-    params = {"data": str(path), "out": str(Path(out).resolve() if out else path.with_name(f"{path.stem}.scores.parquet")),
-              "version": v, "alias": "", "dask": "" if dask is None else str(bool(dask)).lower()}
+    params = {"data": str(path), "out": str(target), "version": v, "alias": "",
+              "dask": "" if dask is None else str(bool(dask)).lower()}
     pipe = load_pipeline(settings.path(settings.project.pipelines_dir) / "score.yaml")
     pipe = replace(pipe, steps=tuple(replace(s, parameters={**s.parameters, **params}) if s.name == "score" else s
                                      for s in pipe.steps))
