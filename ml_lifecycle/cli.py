@@ -18,7 +18,7 @@ from .errors import LifecycleError
 # %% auto #0
 __all__ = ['ALERT_EXIT', 'cmd_run', 'cmd_sweep', 'cmd_init', 'cmd_demo_data', 'cmd_monitor', 'cmd_contract_infer',
            'cmd_contract_check', 'cmd_contract_diff', 'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_package',
-           'cmd_serve', 'build_parser', 'main']
+           'cmd_serve', 'cmd_score', 'add_score_parser', 'build_parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #n005
 def _say(*parts: object) -> None:
@@ -209,6 +209,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.execve(command.argv[0], list(command.argv), command.env)
     return 0  # not reached: the server replaced this process
 
+# %% ../nbs/99_cli.ipynb #x013
+def cmd_score(args: argparse.Namespace) -> int:
+    """Score a data file with a registered model version."""
+    _say(_project(args).score(args.data, out=args.output, version=args.version, alias=args.alias,
+                              dask=True if args.dask else None, on_event=_progress))
+    return 0
+
+
+def add_score_parser(sub: Any, project_arg: dict[str, Any]) -> None:
+    """The `score` subcommand."""
+    score = sub.add_parser("score", help="score a CSV or parquet file with a registered version",
+                           description="Score DATA in chunks with a registered version (default: the champion), "
+                                       "checking every row against the contract it was trained with; write the "
+                                       "scores to parquet (with the model's name, version and run) and the rows "
+                                       "that break the contract to <output>.rejects.parquet beside it.")
+    score.add_argument("data", metavar="DATA", help="CSV or parquet file to score")
+    score.add_argument("-o", "--output", metavar="OUT", help="scores file (default: <DATA stem>.scores.parquet)")
+    which = score.add_mutually_exclusive_group()
+    which.add_argument("--version", metavar="N", help="registered version number")
+    which.add_argument("--alias", metavar="A", help="the version alias A points at (default: champion)")
+    score.add_argument("--dask", action="store_true", help="score on Dask (default: above [pipeline] "
+                                                           "score_dask_rows rows)")
+    score.add_argument("--project", **project_arg)
+    score.set_defaults(func=cmd_score)
+
 # %% ../nbs/99_cli.ipynb #n013
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ml-lifecycle` and its subcommands."""
@@ -358,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--labels", metavar="FILE", help="delayed labels: the contract's key and target columns")
     mon.add_argument("--project", **project_arg)
     mon.set_defaults(func=cmd_monitor)
+    add_score_parser(sub, project_arg)
     return p
 
 

@@ -28,9 +28,9 @@ from .settings import TASKS
 
 # %% auto #0
 __all__ = ['DTYPES', 'RULE_KINDS', 'SEVERITIES', 'DRAFTED_BOUNDS', 'ColumnSpec', 'Contract', 'contract_from_dict',
-           'load_contract', 'save_contract', 'Violation', 'ValidationReport', 'rule_text', 'validate', 'fingerprint',
-           'infer_task', 'mostly_numeric', 'infer_contract', 'label_variants', 'rare_classes', 'draft_findings',
-           'prepare', 'Change', 'ContractDiff', 'diff_contracts', 'breaking_changes']
+           'load_contract', 'save_contract', 'Violation', 'ValidationReport', 'rule_text', 'validate', 'row_violations',
+           'fingerprint', 'infer_task', 'mostly_numeric', 'infer_contract', 'label_variants', 'rare_classes',
+           'draft_findings', 'prepare', 'Change', 'ContractDiff', 'diff_contracts', 'breaking_changes']
 
 # %% ../nbs/04_contracts.ipynb #c005
 DTYPES = ("int", "float", "bool", "string", "category")
@@ -502,6 +502,20 @@ def validate(df: pd.DataFrame, contract: Contract) -> ValidationReport:
     for extra in [c for c in df.columns if c not in names]:
         add(str(extra), "unexpected", "unexpected column", n or 1)
     return ValidationReport(contract=f"{contract.name} v{contract.version}", rows=n, violations=tuple(found))
+
+# %% ../nbs/04_contracts.ipynb #x021
+def row_violations(df: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """One row per (row position, column, rule) where a row of `df` breaks an error-level rule of `contract`."""
+    parts = []
+    for spec in (s for s in contract.columns if s.name in df.columns):
+        for kind, mask in _bad_rows(df[spec.name], spec):
+            if contract.level(spec.name, kind) == "error":
+                rows = mask.nonzero()[0]
+                parts.append(pd.DataFrame({"row": rows, "column": spec.name, "rule": rule_text(spec, kind)}))
+    if not parts:
+        return pd.DataFrame({"row": np.array([], dtype=np.int64), "column": pd.Series([], dtype=object),
+                             "rule": pd.Series([], dtype=object)})
+    return pd.concat(parts, ignore_index=True).sort_values(["row", "column"], kind="stable", ignore_index=True)
 
 # %% ../nbs/04_contracts.ipynb #c017
 def fingerprint(df: pd.DataFrame) -> str:

@@ -371,6 +371,13 @@ class Project:
         """Judge served traffic (or `data`) against the reference profile (like `ml-lifecycle monitor`)."""
         return monitor_project(self.settings, since, labels, data, version, on_event)
 
+    def score(self, data: str | os.PathLike, out: str | os.PathLike | None = None, version: str | None = None,
+              alias: str | None = None, dask: bool | None = None, on_event: Callable[[Any], None] | None = None) -> Any:
+        """Score a CSV or parquet file with a registered version (default: the champion), rows that break its
+        contract set aside, in the score notebook (like `ml-lifecycle score`); a `scoring.ScoreResult`."""
+        from ml_lifecycle.scoring import score_batch
+        return score_batch(self.settings, data, out, version, alias, dask, on_event)
+
     def card(self, version: str = "champion") -> ModelCard:
         return model_card(self.settings, str(version))
 

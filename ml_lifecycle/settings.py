@@ -241,6 +241,8 @@ class PipelineSettings:
     dask_scheduler: str = setting("", "sweeps fan out on Dask: empty = a LocalCluster with dask_workers workers, "
                                       "or a scheduler address")
     dask_workers: int = setting(2, "workers of that LocalCluster")
+    score_dask_rows: int = setting(2_000_000, "`ml-lifecycle score` scores a parquet file of more rows than this on "
+                                              "Dask (as with --dask), row groups spread over the workers")
 
 
 @dataclass(frozen=True)

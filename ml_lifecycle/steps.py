@@ -141,6 +141,11 @@ class Step:
     def log_monitoring(self, found: monitoring.MonitorReport, since: str) -> None:
         log_monitoring(self, found, since)
 
+    def score(self, data: str, out: str, version: str = "", alias: str = "", dask: str = "") -> Any:
+        """Score a file with a registered version and log the job (`scoring.score_step`; the score notebook)."""
+        from ml_lifecycle.scoring import score_step  # a later notebook's module: loaded when a job scores
+        return score_step(self, data, out, version, alias, dask)
+
 
 def _dry_run(what: str) -> None:
     print(f"dry run: {what}. Nothing was changed: set `confirm = True` in the parameters cell to do it.")
