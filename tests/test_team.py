@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -149,6 +151,30 @@ def _history(project: Path) -> list[dict]:
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
 
+def test_first_searches_at_once_all_open_the_optuna_storage(tmp_path):
+    """Regression: the first searches of several clones at once raced to create the Optuna tables in PostgreSQL,
+    and the losers failed with a UniqueViolation. Six threads (one barrier: the same instant) open a new study
+    storage together; every one gets the study."""
+    import optuna
+
+    from ml_lifecycle.experiment import experiment_from_dict
+    from ml_lifecycle.search import open_study
+    from ml_lifecycle.settings import load_settings
+    n = 6
+    project = copy_demo_project(tmp_path / "demo")
+    with postgresql("optuna") as pg:
+        settings = load_settings(project / "settings.ini", env={"ML_LIFECYCLE_TRAINING__SEARCH_STORAGE": f"{pg}/optuna"})
+        start = threading.Barrier(n, timeout=60)
+
+        def first_search(_: int) -> str:
+            start.wait()
+            return open_study(settings, "race", "maximize", experiment_from_dict({})).study_name
+
+        with ThreadPoolExecutor(n) as pool:
+            assert list(pool.map(first_search, range(n))) == ["race"] * n
+        assert [s.study_name for s in optuna.study.get_all_study_summaries(f"{pg}/optuna")] == ["race"]
+
+
 def test_two_clones_share_one_postgres_backed_mlflow_server(tmp_path):
     with postgresql("mlflow", "optuna") as pg, mlflow_server(f"{pg}/mlflow", tmp_path / "artifacts") as url:
         storage = f"{pg}/optuna"
@@ -171,7 +197,7 @@ def test_two_clones_share_one_postgres_backed_mlflow_server(tmp_path):
         assert any((tmp_path / "artifacts").rglob("MLmodel"))
         # one Optuna study, in PostgreSQL, holding both clones' trials (the same inputs find the same study)
         import optuna
-        summaries = optuna.study.get_all_study_summaries(storage.replace("+psycopg", "+psycopg"))
+        summaries = optuna.study.get_all_study_summaries(storage)
         assert len(summaries) == 1 and summaries[0].n_trials >= 3, [(s.study_name, s.n_trials) for s in summaries]
 
         events = _history(alice)
