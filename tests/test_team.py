@@ -230,3 +230,59 @@ def test_two_clones_share_one_postgres_backed_mlflow_server(tmp_path):
                 assert status == 200
         r = cli("monitor", cwd=alice)
         assert r.returncode == 0 and "recommendation: none" in r.stdout, r.stdout + r.stderr
+
+
+# --- an existing Dask cluster ----------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def dask_cluster(n_workers: int = 2):
+    """`dask scheduler` and `n_workers` `dask worker` processes on 127.0.0.1, no dashboard; yields the scheduler's
+    address and the workers' addresses; every process stopped by its process group."""
+    from distributed import Client
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    try:
+        for i in range(n_workers):
+            procs.append(subprocess.Popen([str(BIN / "dask"), "worker", address, "--host", "127.0.0.1",
+                                           "--nthreads", "1", "--no-dashboard", "--name", f"w{i}"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(n_workers, timeout=120)
+            workers = set(client.scheduler_info()["workers"])
+        yield address, workers
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+
+
+def test_run_and_sweep_on_an_existing_dask_cluster(tmp_path):
+    project = copy_demo_project(tmp_path / "demo")
+    with dask_cluster(2) as (address, workers):
+        assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
+        r = cli("run", "--dask-scheduler", address, cwd=project)
+        assert r.returncode == 0, r.stdout + r.stderr
+        run_dir = sorted((project / "runs").glob("2*"))[-1]
+        record = json.loads((run_dir / "run.json").read_text())
+        assert record["status"] == "done" and record["dask_scheduler"] == address
+        steps = record["steps"]
+        assert [s["status"] for s in steps] == ["done"] * len(steps) and len(steps) == 6
+        assert {s["worker"] for s in steps} <= workers, steps  # every step ran on one of the cluster's workers
+        for s in steps:  # its notebook in the run folder, its products in the project's cache
+            assert Path(s["notebook"]).parent == run_dir and Path(s["notebook"]).is_file()
+            assert all(Path(p).is_file() and Path(p).is_relative_to(project / "runs" / ".cache")
+                       for p in s["products"].values())
+        registration = json.loads(Path(record["steps"][3]["products"]["registration"]).read_text())
+        assert registration["version"] == 1 or registration["version"] == "1", registration
+
+        r = cli("sweep", "--grid", "experiment.features.numeric_impute=mean,most_frequent", "--until", "train",
+                "--dask-scheduler", address, cwd=project)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert address in r.stdout  # the header says where the points ran
+        sweep_dir = sorted((project / "runs" / "sweeps").iterdir())[-1]
+        rows = json.loads((sweep_dir / "results.json").read_text())
+        assert [(row["status"], row["executed"]) for row in rows] == [("done", 1), ("done", 1)], rows
+        assert {row["worker"] for row in rows} <= workers, rows
