@@ -262,6 +262,9 @@ class _DaskSteps:
 
     def __init__(self, settings: Settings, address: str):
         from distributed import Client
+        if settings.secrets:  # the kernels would need them, and they are never sent over the wire
+            raise PipelineError(f"the settings hold passwords ({', '.join(sorted(settings.secrets))}): they are not "
+                                f"sent to Dask workers, so the steps cannot run on {address}")
         self.settings, self.address = settings, address
         try:
             self.client = Client(address, timeout="20s")

@@ -151,6 +151,13 @@ def _history(project: Path) -> list[dict]:
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
 
 
+def _registration(project: Path) -> dict:
+    """The register step's product of the project's last run."""
+    run_dir = sorted((project / "runs").glob("2*"))[-1]
+    steps = {s["name"]: s for s in json.loads((run_dir / "run.json").read_text())["steps"]}
+    return json.loads(Path(steps["register"]["products"]["registration"]).read_text())
+
+
 def test_first_searches_at_once_all_open_the_optuna_storage(tmp_path):
     """Regression: the first searches of several clones at once raced to create the Optuna tables in PostgreSQL,
     and the losers failed with a UniqueViolation. Six threads (one barrier: the same instant) open a new study
@@ -200,14 +207,22 @@ def test_two_clones_share_one_postgres_backed_mlflow_server(tmp_path):
         summaries = optuna.study.get_all_study_summaries(storage)
         assert len(summaries) == 1 and summaries[0].n_trials >= 3, [(s.study_name, s.n_trials) for s in summaries]
 
+        # each clone's register step says what it did; the history (the same from both clones) agrees with it
+        registered = {user: _registration(p) for p, user in ((alice, "alice"), (bob, "bob"))}
+        assert sorted(r["version"] for r in registered.values()) == ["1", "2"], registered
         events = _history(alice)
-        assert _history(bob) == events
-        assert [e["to_version"] for e in events] == ["1"] or [e["to_version"] for e in events] in (["1", "2"],
-                                                                                                    ["2", "1"])
-        model = client.get_registered_model("demo_model")
+        assert _history(bob) == events and events, events
+        assert len({(e["at"], e["to_version"]) for e in events}) == len(events)  # no duplicate event
+        assert [e["at"] for e in events] == sorted(e["at"] for e in events)  # one ordered list
+        for user, reg in registered.items():  # every champion move has its one event, by whoever made it
+            moves = [e for e in events if e["to_version"] == reg["version"]]
+            assert len(moves) == (1 if reg["champion"] else 0), (user, reg, events)
+            assert all(e["by"] == user and e["action"] == "promote" for e in moves), moves
+            assert reg["champion"] or reg["note"], reg  # a passing version not made champion says why
         chain = [e["to_version"] for e in events]
+        assert all(a["from_version"] == b["to_version"] for a, b in zip(events[1:], events, strict=False))
+        model = client.get_registered_model("demo_model")
         assert model.aliases["champion"] == chain[-1] and model.aliases["challenger"] in ("1", "2")
-        assert len({e["at"] for e in events}) == len(events)  # no duplicate event
 
         # promote the other version, roll back, package and serve the champion, monitor it: all through the server
         other = "1" if chain[-1] == "2" else "2"
@@ -275,8 +290,7 @@ def test_run_and_sweep_on_an_existing_dask_cluster(tmp_path):
             assert Path(s["notebook"]).parent == run_dir and Path(s["notebook"]).is_file()
             assert all(Path(p).is_file() and Path(p).is_relative_to(project / "runs" / ".cache")
                        for p in s["products"].values())
-        registration = json.loads(Path(record["steps"][3]["products"]["registration"]).read_text())
-        assert registration["version"] == 1 or registration["version"] == "1", registration
+        assert _registration(project)["version"] == "1" and _registration(project)["champion"]
 
         r = cli("sweep", "--grid", "experiment.features.numeric_impute=mean,most_frequent", "--until", "train",
                 "--dask-scheduler", address, cwd=project)
