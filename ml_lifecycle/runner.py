@@ -90,7 +90,8 @@ class RunRecord(Displayable):
     def _facts(self) -> dict[str, Any]:
         counts = ", ".join(f"{self.count(s)} {s}" for s in ("done", "cached", "failed", "skipped") if self.count(s))
         return {"steps": counts or "none", "seconds": self.seconds, "started": self.started, "folder": self.run_dir,
-                "MLflow run": self.mlflow_run_id, "tracking": self.tracking_uri}
+                "MLflow run": self.mlflow_run_id, "tracking": self.tracking_uri,
+                **({"Dask scheduler": self.dask_scheduler} if self.dask_scheduler else {})}
 
     def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
         return [("steps", self._step_rows(short=True), ["step", "status", "source", "seconds", "notebook", "error"])]
