@@ -7,10 +7,12 @@
 
 `test` runs, in order: nbdev-export must change nothing, notebooks must be clean (nbdev-clean changes
 nothing), ruff on the package, nbdev-test on nbs/, and pytest on tests/ (slow end-to-end tests included, on two
-workers). It installs Debian's chromium for the browser test when it is missing (apt-get, as root).
+workers). It installs Debian's chromium for the browser test and Debian's postgresql for the team-mode test
+when they are missing (apt-get, as root).
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
@@ -203,9 +205,24 @@ def ensure_chromium() -> bool:
     return ok and CHROMIUM.exists()
 
 
+def ensure_postgresql() -> bool:
+    """Debian's postgresql server binaries, which tests/test_team.py starts on 127.0.0.1 (initdb in a temporary
+    folder) for team mode: installed with apt-get when missing and this user may."""
+    if glob.glob("/usr/lib/postgresql/*/bin/initdb"):
+        return True
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("error: PostgreSQL is missing: install it with `sudo apt-get install postgresql` (tests/test_team.py)")
+        return False
+    say("installing Debian's postgresql for the team-mode test (apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    ok = sh("apt-get", "update", "-qq", check=False, env=env).returncode == 0 and sh(
+        "apt-get", "install", "-y", "-qq", "postgresql", check=False, env=env, stdout=subprocess.DEVNULL).returncode == 0
+    return ok and bool(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
 def test() -> int:
     install("test")
-    if not ensure_chromium():
+    if not ensure_chromium() or not ensure_postgresql():
         return 1
     say("nbdev-export must not change the library")
     before = snapshot("ml_lifecycle", "nbs")

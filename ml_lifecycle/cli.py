@@ -41,7 +41,7 @@ def _project(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the project's pipeline, re-running only the steps whose inputs changed."""
     _say(_project(args).run(force=args.force, from_=args.from_step, only=args.only, until=args.until,
-                            on_event=_progress))
+                            on_event=_progress, dask_scheduler=args.dask_scheduler))
     return 0
 
 
@@ -54,7 +54,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _say(f"  point {row['point']}: {values}  " + (row["status"] if row["status"] == "done"
                                                      else f"FAILED: {row.get('error')}"))
 
-    report = _project(args).sweep(args.grid, until=args.until, on_point=progress)
+    report = _project(args).sweep(args.grid, until=args.until, on_point=progress, dask_scheduler=args.dask_scheduler)
     _say(report)
     if report.failed:
         print(f"error: {len(report.failed)} of {len(report.result.rows)} sweep points failed", file=sys.stderr)
@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--only", metavar="STEP",
                        help="run only STEP, using the cached products of the steps above it")
     run.add_argument("--until", metavar="STEP", help="stop after STEP (e.g. evaluate: nothing is registered)")
+    run.add_argument("--dask-scheduler", metavar="ADDR",
+                     help="execute the steps on the workers of the Dask cluster at ADDR (e.g. tcp://10.0.0.5:8786); "
+                          "they must see the project at this path")
     run.set_defaults(func=cmd_run)
 
     sweep = sub.add_parser("sweep", help="run the pipeline over a grid of experiment keys, settings or parameters, "
@@ -264,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "<section>.<key> of settings.ini, or <step>.<parameter>; repeatable")
     sweep.add_argument("--until", metavar="STEP", help="stop each point after STEP (e.g. evaluate)")
     sweep.add_argument("--project", default=".", metavar="DIR", help="project folder holding settings.ini (default: .)")
+    sweep.add_argument("--dask-scheduler", metavar="ADDR",
+                       help="fan the points out on the Dask cluster at ADDR instead of [pipeline] dask_scheduler; "
+                            "its workers must see the project at this path")
     sweep.set_defaults(func=cmd_sweep)
 
     init = sub.add_parser("init", help="scaffold a new project around a data file",

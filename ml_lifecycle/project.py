@@ -278,8 +278,10 @@ class Project:
 
     # -- running
     def run(self, force: bool = False, until: str | None = None, only: str | None = None, from_: str | None = None,
-            experiment: Mapping[str, Any] | None = None, on_event: Callable[[Any], None] | None = None) -> RunReport:
-        """Run what changed (like `ml-lifecycle run`); `experiment` overrides dotted keys of experiment.yaml."""
+            experiment: Mapping[str, Any] | None = None, on_event: Callable[[Any], None] | None = None,
+            dask_scheduler: str | None = None) -> RunReport:
+        """Run what changed (like `ml-lifecycle run`); `experiment` overrides dotted keys of experiment.yaml;
+        `dask_scheduler` (an address) executes the steps on that Dask cluster's workers."""
         from ml_lifecycle.runner import run_pipeline
         from ml_lifecycle.runs import preflight, run_report
         from ml_lifecycle.sweep import SweepPoint, apply_point
@@ -290,13 +292,16 @@ class Project:
         if on_event is None:  # a live step table in a notebook, a line per step elsewhere
             from ml_lifecycle.runs import StepProgress
             on_event = StepProgress()
-        record = run_pipeline(settings, pipe, force=force, from_step=from_, only=only, until=until, on_event=on_event)
+        record = run_pipeline(settings, pipe, force=force, from_step=from_, only=only, until=until, on_event=on_event,
+                              dask_scheduler=dask_scheduler)
         return run_report(record, settings.project.name)
 
     def sweep(self, grid: Mapping[str, Sequence[Any]] | Sequence[str], until: str | None = None,
-              on_point: Callable[[dict[str, Any]], None] | None = None) -> SweepReport:
-        """Run the pipeline once per grid point on Dask (like `ml-lifecycle sweep`)."""
-        return sweep_project(self.settings, self.contract, self.pipeline, grid, until, on_point)
+              on_point: Callable[[dict[str, Any]], None] | None = None,
+              dask_scheduler: str | None = None) -> SweepReport:
+        """Run the pipeline once per grid point on Dask (like `ml-lifecycle sweep`): the cluster at
+        `dask_scheduler` if given, else as `[pipeline] dask_scheduler` says."""
+        return sweep_project(self.settings, self.contract, self.pipeline, grid, until, on_point, dask_scheduler)
 
     def runs(self) -> Runs:
         """Every run of the project, oldest first."""
@@ -419,7 +424,8 @@ class SweepReport(Displayable):
 
 def sweep_project(settings: Settings, contract: Contract, pipeline: Pipeline,
                   grid: Mapping[str, Sequence[Any]] | Sequence[str], until: str | None = None,
-                  on_point: Callable[[dict[str, Any]], None] | None = None) -> SweepReport:
+                  on_point: Callable[[dict[str, Any]], None] | None = None,
+                  dask_scheduler: str | None = None) -> SweepReport:
     """Check the project as a run does, then run the sweep over `grid` ({key: values} or `KEY=V1,V2` items)."""
     import itertools
 
@@ -427,7 +433,8 @@ def sweep_project(settings: Settings, contract: Contract, pipeline: Pipeline,
     from ml_lifecycle.sweep import parse_grid, run_sweep
     grid = dict(grid) if isinstance(grid, Mapping) else parse_grid(list(grid))
     preflight(settings, contract, pipeline)
-    where = settings.pipeline.dask_scheduler or f"a LocalCluster of {settings.pipeline.dask_workers} workers"
+    where = dask_scheduler or settings.pipeline.dask_scheduler or f"a LocalCluster of {settings.pipeline.dask_workers} workers"
     header = (f"ml-lifecycle sweep: {settings.project.name}, {len(list(itertools.product(*grid.values())))} points "
               f"on {where}" + (f", until {until}" if until else ""))
-    return SweepReport(run_sweep(settings, pipeline, grid, until=until, on_point=on_point), grid, header)
+    return SweepReport(run_sweep(settings, pipeline, grid, until=until, on_point=on_point,
+                                 dask_scheduler=dask_scheduler), grid, header)

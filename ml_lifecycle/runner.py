@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # %% auto #0
-__all__ = ['MANIFEST', 'Event', 'StepRecord', 'RunRecord', 'cache_dir', 'cached_result', 'close_killed_runs', 'run_pipeline']
+__all__ = ['MANIFEST', 'Event', 'StepRecord', 'RunRecord', 'cache_dir', 'cached_result', 'execute_on_worker', 'close_killed_runs',
+           'run_pipeline']
 
 # %% ../nbs/16_runner.ipynb #c005
 @dataclass
@@ -46,6 +47,7 @@ class StepRecord:
     hashes: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     source_run: str | None = None  # for a cached step: the run folder that produced its result
+    worker: str | None = None  # the Dask worker that executed it (`run --dask-scheduler`); None: this process
 
 
 @dataclass
@@ -60,6 +62,7 @@ class RunRecord(Displayable):
     seconds: float | None = None
     pid: int | None = None  # the process running it, and on which machine: a killed run is told by them
     host: str | None = None
+    dask_scheduler: str | None = None  # the Dask cluster its steps were executed on (None: kernels of this process)
 
     def step(self, name: str) -> StepRecord:
         return next(r for r in self.steps if r.name == name)
@@ -87,7 +90,8 @@ class RunRecord(Displayable):
     def _facts(self) -> dict[str, Any]:
         counts = ", ".join(f"{self.count(s)} {s}" for s in ("done", "cached", "failed", "skipped") if self.count(s))
         return {"steps": counts or "none", "seconds": self.seconds, "started": self.started, "folder": self.run_dir,
-                "MLflow run": self.mlflow_run_id, "tracking": self.tracking_uri}
+                "MLflow run": self.mlflow_run_id, "tracking": self.tracking_uri,
+                **({"Dask scheduler": self.dask_scheduler} if self.dask_scheduler else {})}
 
     def _tables(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
         return [("steps", self._step_rows(short=True), ["step", "status", "source", "seconds", "notebook", "error"])]
@@ -181,9 +185,8 @@ def _run_step(step: Step, rec: StepRecord, ctx: dict[str, Any]) -> None:
         upstream = {name: records[src].products[name] for name, (src, _) in pipe.upstream_products(step).items()
                     if name in step.declared}
         params = step_parameters(step, pipe, ctx["snapshot"], ctx["mlflow_run_id"](), stage, upstream)
-        km = ctx["pool"].acquire()
         try:
-            _execute(step, params, out_nb, km)
+            ctx["executor"](step, params, out_nb, rec)
             missing = [k for k, v in step.products.items() if not (stage / v).is_file()]
             if missing:
                 raise StepFailed(step.name, f"declared product '{missing[0]}' was not written "
@@ -193,8 +196,6 @@ def _run_step(step: Step, rec: StepRecord, ctx: dict[str, Any]) -> None:
             shutil.copytree(stage, run_dir / step.name, dirs_exist_ok=True)
             rec.products = {k: str(run_dir / step.name / v) for k, v in step.products.items()}
             raise
-        finally:
-            ctx["pool"].release(km)
         hashes = {k: sha256_file(stage / v) for k, v in step.products.items()}
         shutil.copyfile(out_nb, stage / "executed.ipynb")
         atomic_write_text(stage / MANIFEST, json.dumps({
@@ -212,6 +213,80 @@ def _use_cache(rec: StepRecord, entry: Path, manifest: dict[str, Any]) -> None:
     rec.products = {k: str(entry / v) for k, v in manifest["products"].items()}
     rec.notebook = str(entry / manifest.get("notebook", "executed.ipynb"))
     rec.source_run = manifest.get("run_dir")
+
+# %% ../nbs/16_runner.ipynb #e014
+def execute_on_worker(step: Step, params: dict[str, Any], out_nb: str, cwd: str, preload: tuple[str, ...],
+                      fork: bool) -> dict[str, Any]:
+    """Run one step notebook in a kernel started here (a Dask task of `run_pipeline`); return this worker's
+    address and, if the step failed, its error and cell (plain data: it goes back over the wire)."""
+    from ml_lifecycle.kernels import KernelPool
+    try:
+        from distributed import get_worker
+        worker = get_worker().address
+    except (ImportError, ValueError):  # called outside a Dask worker
+        worker = f"local:{socket.gethostname()}"
+    with KernelPool(cwd, preload, ahead=0, fork=fork) as pool:
+        km = pool.acquire()
+        try:
+            _execute(step, params, Path(out_nb), km)
+        except StepFailed as exc:
+            return {"worker": worker, "error": exc.error, "cell": exc.cell_index}
+        finally:
+            pool.release(km)
+    return {"worker": worker}
+
+
+class _LocalSteps:
+    """Steps in kernels of this process's pool, started ahead of the steps that will use them."""
+
+    def __init__(self, settings: Settings):
+        from ml_lifecycle.kernels import KernelPool
+        self.pool = KernelPool(settings.root, settings.pipeline.preload, ahead=settings.pipeline.lookahead,
+                               fork=settings.pipeline.fork_kernels)
+
+    def expect(self, n: int) -> None:
+        self.pool.expect(n)
+
+    def __call__(self, step: Step, params: dict[str, Any], out_nb: Path, rec: StepRecord) -> None:
+        km = self.pool.acquire()
+        try:
+            _execute(step, params, out_nb, km)
+        finally:
+            self.pool.release(km)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class _DaskSteps:
+    """Steps as tasks on the workers of an existing Dask cluster."""
+
+    def __init__(self, settings: Settings, address: str):
+        from distributed import Client
+        if settings.secrets:  # the kernels would need them, and they are never sent over the wire
+            raise PipelineError(f"the settings hold passwords ({', '.join(sorted(settings.secrets))}): they are not "
+                                f"sent to Dask workers, so the steps cannot run on {address}")
+        self.settings, self.address = settings, address
+        try:
+            self.client = Client(address, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise PipelineError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
+
+    def expect(self, n: int) -> None:
+        pass  # each worker starts its kernel when it takes the step
+
+    def __call__(self, step: Step, params: dict[str, Any], out_nb: Path, rec: StepRecord) -> None:
+        ps = self.settings.pipeline
+        future = self.client.submit(execute_on_worker, step, params, str(out_nb), str(self.settings.root),
+                                    tuple(ps.preload), ps.fork_kernels, pure=False,
+                                    key=f"step-{step.name}-{out_nb.parent.name}")
+        result = future.result()
+        rec.worker = result["worker"]
+        if "error" in result:
+            raise StepFailed(step.name, result["error"], result.get("cell"), out_nb)
+
+    def close(self) -> None:
+        self.client.close()
 
 # %% ../nbs/16_runner.ipynb #x014
 def _active_dir(settings: Settings) -> Path:
@@ -281,11 +356,13 @@ def _finish_tracking(settings: Settings, record: RunRecord, executed: list[StepR
 
 def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, from_step: str | None = None,
                  only: str | None = None, until: str | None = None, on_event: Event | None = None,
-                 tracking: bool = True, mlflow_tags: dict[str, str] | None = None) -> RunRecord:
+                 tracking: bool = True, mlflow_tags: dict[str, str] | None = None,
+                 dask_scheduler: str | None = None) -> RunRecord:
     """Run the steps whose results are not cached; return the run's record (also written to run.json).
 
     `until` stops after that step (and runs only what it needs); `mlflow_tags` are added to the MLflow run,
-    e.g. `mlflow.parentRunId` to make it a child run of a sweep.
+    e.g. `mlflow.parentRunId` to make it a child run of a sweep; `dask_scheduler` (an address) executes the
+    steps on that Dask cluster's workers instead of kernels of this process.
     """
     t_run = time.perf_counter()
     pipe = with_experiment(pipe, settings)  # the experiment config, read and checked once, as step parameters
@@ -297,7 +374,7 @@ def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, fro
     run_dir = _new_run_dir(settings)
     record = RunRecord(str(run_dir), steps=list(records.values()),
                        tracking_uri=settings.tracking_uri if tracking else None, pid=os.getpid(),
-                       host=socket.gethostname())
+                       host=socket.gethostname(), dask_scheduler=dask_scheduler or None)
     record.write()
     active = _active_dir(settings) / run_dir.name
     atomic_write_text(active, str(run_dir))
@@ -337,7 +414,7 @@ def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, fro
            "index": {s.name: i for i, s in enumerate(pipe.steps, 1)}}
     done: set[str] = set()
     failure: BaseException | None = None
-    pool = None
+    executor = None
     try:
         # steps whose inputs all come from cached steps can be judged right away
         to_run = 0
@@ -352,11 +429,9 @@ def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, fro
                 raise PipelineError(f"--only {only} needs the products of step '{missing[0]}', which has no "
                                     f"cached result for its current inputs; run the pipeline without --only first")
         if to_run:
-            from ml_lifecycle.kernels import KernelPool
-            pool = KernelPool(settings.root, settings.pipeline.preload, ahead=settings.pipeline.lookahead,
-                              fork=settings.pipeline.fork_kernels)
-            pool.expect(to_run)
-            ctx["pool"] = pool
+            executor = _DaskSteps(settings, dask_scheduler) if dask_scheduler else _LocalSteps(settings)
+            executor.expect(to_run)
+            ctx["executor"] = executor
             import papermill  # noqa: F401 - the runner's own slow import, done while the first kernel starts
         running: dict[Any, Step] = {}
         with ThreadPoolExecutor(max_workers=max(settings.pipeline.max_parallel, 1)) as workers:
@@ -367,8 +442,8 @@ def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, fro
                         continue
                     if step.name not in forced and try_cache(step):
                         done.add(step.name)
-                        if pool is not None:
-                            pool.expect(-1)
+                        if executor is not None:
+                            executor.expect(-1)
                         continue
                     rec.key = rec.key or keys(step, pipe, records)
                     rec.status, rec.started = "running", datetime.now(UTC).isoformat(timespec="seconds")
@@ -399,8 +474,8 @@ def run_pipeline(settings: Settings, pipe: Pipeline, *, force: bool = False, fro
         record.status = "failed"
         raise
     finally:
-        if pool is not None:
-            pool.close()
+        if executor is not None:
+            executor.close()
         record.seconds = round(time.perf_counter() - t_run, 3)
         record.write()
         _finish_tracking(settings, record, [r for r in records.values() if r.status in ("done", "failed")])

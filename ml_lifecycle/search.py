@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -149,6 +150,29 @@ def suggest(trial: Any, space: tuple[Param, ...]) -> dict[str, Any]:
     return out
 
 
+_RACE_SQLSTATES = ("23505", "42P07")  # unique_violation (pg_type's index), duplicate_table
+
+
+def _creation_race(exc: BaseException) -> bool:
+    """Whether `exc` is what a process gets when another one creates the storage's tables at the same moment
+    (PostgreSQL: a unique violation on its catalog): the tables exist now, so trying again succeeds."""
+    orig = getattr(exc, "orig", None)
+    return any(getattr(orig, attr, None) in _RACE_SQLSTATES for attr in ("sqlstate", "pgcode"))
+
+
+def _rdb_storage(url: str, engine: dict[str, Any], attempts: int = 5) -> Any:
+    """Optuna's RDBStorage of `url`; creating its tables is retried (at most `attempts` times, a short growing
+    pause between) while it loses that race to another process, e.g. two clones' first searches at once."""
+    import optuna
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except Exception as exc:  # SQLAlchemy's IntegrityError or ProgrammingError, by the database's SQLSTATE
+            if attempt == attempts or not _creation_race(exc):
+                raise
+            time.sleep(0.1 * attempt)
+
+
 def open_study(settings: Settings, name: str, direction: str, experiment: Experiment, worker: int = 0) -> Any:
     """Create or load the study in `[training] search_storage`; a bad URL is a settings error. Each worker's
     sampler has its own seed (the experiment's plus the worker's number)."""
@@ -160,7 +184,7 @@ def open_study(settings: Settings, name: str, direction: str, experiment: Experi
     try:
         # sqlite: wait for the lock (parallel workers write to one file) instead of failing at once
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        storage = _rdb_storage(url, engine)
         return optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True,
                                    sampler=optuna.samplers.TPESampler(seed=experiment.seed + worker), pruner=pruner)
     except Exception as exc:  # SQLAlchemy raises many types for a bad URL or an unreachable database

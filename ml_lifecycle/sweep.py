@@ -219,8 +219,10 @@ class SweepResult:
 
 
 def run_sweep(settings: Settings, pipe: Pipeline, grid: Mapping[str, Sequence[Any]], until: str | None = None,
-              on_point: Callable[[dict[str, Any]], None] | None = None, tracking: bool = True) -> SweepResult:
-    """Run the pipeline (up to `until`) for every grid point on Dask; return the comparison table."""
+              on_point: Callable[[dict[str, Any]], None] | None = None, tracking: bool = True,
+              dask_scheduler: str | None = None) -> SweepResult:
+    """Run the pipeline (up to `until`) for every grid point on Dask (the cluster at `dask_scheduler` if given,
+    else as `[pipeline] dask_scheduler` says); return the comparison table."""
     points = grid_points(grid)
     for p in points:
         apply_point(settings, pipe, p)  # every point is checked before anything runs
@@ -239,7 +241,8 @@ def run_sweep(settings: Settings, pipe: Pipeline, grid: Mapping[str, Sequence[An
     try:
         raw = {s: dict(v) for s, v in settings.raw.items()}
         rows = []
-        with dask_client(settings.pipeline) as client:
+        ps = dataclasses.replace(settings.pipeline, dask_scheduler=dask_scheduler or settings.pipeline.dask_scheduler)
+        with dask_client(ps) as client:
             from distributed import as_completed
             if settings.pipeline.fork_kernels:  # every worker starts importing its kernels' modules now
                 client.run(warm_worker, list(settings.pipeline.preload))
