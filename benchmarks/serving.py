@@ -9,9 +9,10 @@ records (no validation, no logging). Both are served by `bentoml serve` on 127.0
 For 1-record and 100-record requests:
 - latency: one keep-alive connection, sequential requests for SECONDS (at most 20,000), p50/p99;
 - throughput: CLIENTS client processes, each with one keep-alive connection, for SECONDS;
-- the limit: right after our service's throughput phase, the same model object's `predict_proba` in this
-  process, single-threaded as the service scores, on the same records as a prebuilt frame, as many times as
-  our service answered requests in that phase (so both run under the machine's load of that moment).
+- the limit: the same model object's `predict_proba` in this process, single-threaded as the service scores,
+  on the same records as a prebuilt frame, as many times as our service answered requests. Our throughput
+  phase runs in ROUNDS rounds, each followed at once by the in-process calls for its requests, so that both
+  sides see the machine's load of the same moments (other processes on a shared machine come and go).
 Goals: our throughput >= 0.9x plain BentoML (issue 6); our 1-record p99 on one connection <= 30 ms (issue 6);
 our 100-record throughput >= 0.8x in-process prediction (issue 16).
 
@@ -40,6 +41,7 @@ ARGS = [a for a in sys.argv[1:] if a != "--quick"]
 SECONDS = 1.0 if QUICK else float(ARGS[0]) if ARGS else 8.0
 CLIENTS = 2 if QUICK else int(ARGS[1]) if len(ARGS) > 1 else 4
 MAX_REQUESTS = 20_000
+ROUNDS = 1 if QUICK else 4  # throughput rounds, each followed by the in-process limit for as many requests
 
 PLAIN = '''
 import bentoml, cloudpickle, pandas as pd
@@ -101,29 +103,37 @@ def _client(args: tuple) -> int:
     return len(post_loop(*args))
 
 
-def measure(port: int, body: bytes) -> dict[str, float]:
-    """Latency on one connection, then throughput with CLIENTS connections; `requests`: those answered then."""
+def measure(port: int, body: bytes, limit=None) -> dict[str, float]:
+    """Latency on one connection, then throughput with CLIENTS connections in ROUNDS rounds; `limit(n)`, if given,
+    runs after each round with the number of requests it answered (the in-process limit, paired in time)."""
     post_loop(port, body, 1.0, 500)  # warm up (BentoML's batching dispatcher trains on its first requests)
     lat = sorted(post_loop(port, body, SECONDS, MAX_REQUESTS))
+    answered, wall = 0, 0.0
     with mp.get_context("spawn").Pool(CLIENTS) as pool:
-        t0 = time.perf_counter()
-        counts = pool.map(_client, [(port, body, SECONDS, MAX_REQUESTS)] * CLIENTS)
-        wall = time.perf_counter() - t0
+        for _ in range(ROUNDS):
+            t0 = time.perf_counter()
+            counts = pool.map(_client, [(port, body, SECONDS / ROUNDS, MAX_REQUESTS // ROUNDS)] * CLIENTS)
+            wall += time.perf_counter() - t0
+            answered += sum(counts)
+            if limit is not None:
+                limit(sum(counts))
     return {"p50_ms": lat[len(lat) // 2] * 1000, "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
-            "rps_1conn": len(lat) / sum(lat), "rps": sum(counts) / wall, "requests": sum(counts)}
+            "rps_1conn": len(lat) / sum(lat), "rps": answered / wall, "requests": answered}
 
 
-def in_process(model, frame, requests: int) -> dict[str, float]:
-    """`requests` calls of `model.predict_proba(frame)` in this process, one thread: the serving limit."""
+def in_process(model, frame, requests: int, lat: list[float]) -> None:
+    """`requests` calls of `model.predict_proba(frame)` in this process, one thread (the serving limit); each
+    call's time is appended to `lat`."""
     from threadpoolctl import threadpool_limits
-    lat = []
     with threadpool_limits(1):  # as the service scores
-        model.predict_proba(frame)
         for _ in range(max(requests, 1)):
             t0 = time.perf_counter()
             model.predict_proba(frame)
             lat.append(time.perf_counter() - t0)
-    lat.sort()
+
+
+def summary(lat: list[float]) -> dict[str, float]:
+    lat = sorted(lat)
     return {"p50_ms": lat[len(lat) // 2] * 1000, "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
             "rps_1conn": len(lat) / sum(lat), "rps": len(lat) / sum(lat), "requests": len(lat)}
 
@@ -190,8 +200,11 @@ def main() -> int:
         print(f"measuring: {SECONDS:g} s per phase, {CLIENTS} client processes for throughput", flush=True)
         with Served([str(BIN / "bentoml"), "serve", bento_tag], project, env) as ours:
             for n, body in bodies.items():
-                results[("ours (contract + log + batching)", n)] = mine = measure(ours.port, body)
-                results[("in-process predict", n)] = in_process(model, frames[n], mine["requests"])
+                limit: list[float] = []
+                model.predict_proba(frames[n])
+                results[("ours (contract + log + batching)", n)] = measure(
+                    ours.port, body, lambda count, n=n, limit=limit: in_process(model, frames[n], count, limit))
+                results[("in-process predict", n)] = summary(limit)
         with Served([str(BIN / "bentoml"), "serve", "service:Plain"], work / "plain", env) as plain:
             for n, body in bodies.items():
                 results[("plain BentoML", n)] = measure(plain.port, body)
