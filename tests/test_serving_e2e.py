@@ -200,15 +200,23 @@ def test_every_request_is_in_the_prediction_log_after_a_normal_stop(bentos, tmp_
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(served_v1):
+    import time
     from concurrent.futures import ThreadPoolExecutor
+
+    from ml_lifecycle.predlog import read_prediction_log
+    log = served_v1.env["ML_LIFECYCLE_MONITORING__PREDICTION_LOG"]
+    before = len(read_prediction_log(log))
     requests = [[RECORDS[i % 2]] * (1 + i % 3) for i in range(48)]
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(served_v1.predict, requests))
     assert all(status == 200 for status, _ in answers)
     for records, (_, body) in zip(requests, answers, strict=True):
         assert [p["label"] for p in body["predictions"]] == [[0, 1][RECORDS.index(r)] for r in records]
-    from ml_lifecycle.predlog import read_prediction_log
-    logged = read_prediction_log(served_v1.env["ML_LIFECYCLE_MONITORING__PREDICTION_LOG"]).tail(48)
+    deadline = time.monotonic() + 30  # the log's writer thread appends the lines just after the answers
+    while len(logged := read_prediction_log(log)) < before + 48 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    logged = logged.tail(48)
+    assert len(logged) == 48 and logged["inputs"].map(len).sum() == sum(map(len, requests))
     assert logged["batched"].max() > 1, logged["batched"].tolist()  # requests shared model calls
 
 
