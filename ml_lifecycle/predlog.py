@@ -5,9 +5,13 @@
 # %% ../nbs/19_predlog.ipynb #x003
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
+import logging
 import math
 import os
+import queue
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pydantic_core
 
 # %% auto #0
-__all__ = ['LOG_FIELDS', 'PredictionLog', 'rotated_logs', 'log_entries', 'read_prediction_log', 'count_served']
+__all__ = ['LOG_FIELDS', 'log_line', 'PredictionLog', 'rotated_logs', 'log_entries', 'read_prediction_log', 'count_served']
 
 # %% ../nbs/19_predlog.ipynb #x004
 LOG_FIELDS = ("ts", "endpoint", "status", "model_version", "latency_ms", "inputs", "outputs", "violations", "route",
@@ -35,53 +40,117 @@ def _finite(value: Any) -> Any:
     return value
 
 
-class PredictionLog:
-    """Append-only JSONL log of served requests, one object with the `LOG_FIELDS` per line; past `max_bytes` the
-    file is rotated to `<name>.<UTC time>` and the oldest rotated files beyond `keep` are deleted."""
+def log_line(entry: dict[str, Any]) -> bytes:
+    """One strict JSON line for a log entry: a NaN or infinite float becomes null and sets `nonfinite`."""
+    line = pydantic_core.to_json(entry, fallback=str, inf_nan_mode="constants")
+    if b"NaN" not in line and b"Infinity" not in line:  # the fast path: no non-finite float can be in it
+        return line + b"\n"
+    try:  # the text may only look like one (a string holding "NaN"): the exact, slower check decides
+        return (json.dumps(entry, default=str, allow_nan=False) + "\n").encode()
+    except ValueError:
+        return (json.dumps({**_finite(entry), "nonfinite": True}, default=str, allow_nan=False) + "\n").encode()
 
-    def __init__(self, path: str | os.PathLike, max_bytes: int = 64 << 20, keep: int = 20):
+
+_log = logging.getLogger("ml_lifecycle.predlog")
+
+
+class PredictionLog:
+    """Append-only JSONL log of served requests, one object with the `LOG_FIELDS` per line, written by a background
+    thread from a bounded queue; past `max_bytes` the file is rotated to `<name>.<UTC time>` and the oldest rotated
+    files beyond `keep` are deleted."""
+
+    def __init__(self, path: str | os.PathLike, max_bytes: int = 64 << 20, keep: int = 20, queue_size: int = 10_000):
         self.path = Path(path)
         self.max_bytes, self.keep = max_bytes, keep
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        torn = False
-        if self.path.exists() and self.path.stat().st_size:
+        self._file = open(self.path, "ab")  # open for the service's life; written by the writer thread only
+        self._size = self._file.tell()
+        if self._size:
             with open(self.path, "rb") as f:  # only the last byte: the log may be large
                 f.seek(-1, os.SEEK_END)
-                torn = f.read(1) != b"\n"
-        self._file = open(self.path, "a", buffering=1, encoding="utf-8")  # open for the service's life
-        if torn:  # a killed server left half a line: end it, so the first new line stays whole
-            self._file.write("\n")
-        self._lock = threading.Lock()
+                if f.read(1) != b"\n":  # a killed server left half a line: end it, so the first new line stays whole
+                    self._file.write(b"\n")
+                    self._file.flush()
+                    self._size += 1
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(queue_size)
+        self._closed = False
+        self._lock = threading.Lock()  # makes close() idempotent across threads
+        self._writer = threading.Thread(target=self._run, name=f"prediction-log {self.path.name}", daemon=True)
+        self._writer.start()
+        atexit.register(self.close)
 
     def write(self, endpoint: str, status: int, model_version: str, latency_ms: float, inputs: Any,
               body: dict[str, Any], route: str = "champion", shadow: dict[str, Any] | None = None,
               batched: int | None = None) -> None:
-        entry = {"ts": datetime.now(UTC).isoformat(timespec="microseconds"), "endpoint": endpoint, "status": status,
-                 "model_version": model_version, "latency_ms": round(latency_ms, 3), "inputs": inputs,
-                 "outputs": body.get("predictions", body.get("prediction")) if status == 200 else None,
-                 "violations": body.get("violations") if status != 200 else None, "route": route, "shadow": shadow,
-                 "batched": batched, "nonfinite": False}
-        try:
-            line = json.dumps(entry, default=str, allow_nan=False) + "\n"
-        except ValueError:  # a NaN or Infinity somewhere: null in strict JSON, and flagged
-            line = json.dumps({**_finite(entry), "nonfinite": True}, default=str, allow_nan=False) + "\n"
-        with self._lock:
-            self._file.write(line)
-            if self._file.tell() >= self.max_bytes:
+        """Queue one request's line (waits while the queue is full; ValueError once the log is closed)."""
+        if self._closed:
+            raise ValueError(f"prediction log {self.path} is closed")
+        self._queue.put({"ts": datetime.now(UTC).isoformat(timespec="microseconds"), "endpoint": endpoint,
+                         "status": status, "model_version": model_version, "latency_ms": round(latency_ms, 3),
+                         "inputs": inputs,
+                         "outputs": body.get("predictions", body.get("prediction")) if status == 200 else None,
+                         "violations": body.get("violations") if status != 200 else None, "route": route,
+                         "shadow": shadow, "batched": batched, "nonfinite": False})
+
+    def _run(self) -> None:
+        """The writer thread: take what has queued up, append it as whole lines, flush; until close()."""
+        done = False
+        while not done:
+            entries = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while len(entries) < 1000:
+                    entries.append(self._queue.get_nowait())
+            done = None in entries  # close() was called
+            if done:  # a write racing close(): its line is written too
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        entries.append(self._queue.get_nowait())
+            lines = [e for e in entries if e is not None]
+            try:
+                self._append(lines)
+            except Exception:  # a full disk must not stop the writer (write() would then wait forever)
+                _log.exception("prediction log %s: %d lines could not be written", self.path, len(lines))
+            finally:
+                for _ in entries:
+                    self._queue.task_done()
+        self._file.close()
+
+    def _append(self, entries: list[dict[str, Any]]) -> None:
+        chunk: list[bytes] = []
+        for entry in entries:
+            line = log_line(entry)
+            chunk.append(line)
+            self._size += len(line)
+            if self._size >= self.max_bytes:
+                self._file.write(b"".join(chunk))
+                chunk = []
                 self._rotate()
+        if chunk:
+            self._file.write(b"".join(chunk))
+        self._file.flush()
 
     def _rotate(self) -> None:
-        """Move the full file aside under a UTC timestamp and start a new one (the caller holds the lock)."""
+        """Move the full file aside under a UTC timestamp and start a new one (on the writer thread)."""
         self._file.close()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         os.replace(self.path, self.path.with_name(f"{self.path.name}.{stamp}"))
         for old in rotated_logs(self.path)[:-self.keep or None]:
             old.unlink(missing_ok=True)
-        self._file = open(self.path, "a", buffering=1, encoding="utf-8")
+        self._file, self._size = open(self.path, "ab"), 0
+
+    def flush(self) -> None:
+        """Wait until every line queued so far is in the file."""
+        self._queue.join()
 
     def close(self) -> None:
+        """Write every queued line, then close the file (idempotent)."""
         with self._lock:
-            self._file.close()
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        atexit.unregister(self.close)
 
 
 def rotated_logs(path: str | os.PathLike) -> list[Path]:

@@ -22,9 +22,10 @@ import bentoml
 import cloudpickle
 import pandas as pd
 import pydantic_core
+import sklearn
 import yaml
-from pydantic import BaseModel, ValidationError, WithJsonSchema
-from starlette.responses import JSONResponse
+from pydantic import BaseModel, TypeAdapter, ValidationError, WithJsonSchema
+from starlette.responses import JSONResponse, Response
 from threadpoolctl import threadpool_limits
 
 from .contracts import Contract, Violation, contract_from_dict
@@ -34,11 +35,11 @@ from .predlog import PredictionLog
 from .schemas import parse_records, request_model
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'DIGEST_LABELS', 'ROUTES', 'JSON_TYPE', 'CLIENT_ERROR', 'REJECTION', 'ARGS', 'LOG_ENV',
-           'MODES', 'ONE_LINE', 'Records', 'OneRecord', 'Answer', 'OneAnswer', 'verify_bento_model', 'predict_records',
-           'rejection', 'check_request', 'respond', 'records_type', 'record_type', 'prediction_schema', 'response_type',
-           'body_error', 'conforming_spec', 'FrontDoor', 'Scorer', 'ServiceArgs', 'log_location', 'OneLineClientErrors',
-           'ModelService']
+__all__ = ['MODEL_FILE', 'CONTRACT_FILE', 'DIGEST_LABELS', 'FAST_SKLEARN', 'ROUTES', 'JSON_TYPE', 'CLIENT_ERROR', 'REJECTION',
+           'ARGS', 'LOG_ENV', 'MODES', 'ONE_LINE', 'Records', 'OneRecord', 'Answer', 'OneAnswer', 'verify_bento_model',
+           'records_frame', 'Predictor', 'predict_records', 'rejection', 'records_adapter', 'check_request', 'respond',
+           'records_type', 'record_type', 'prediction_schema', 'response_type', 'body_error', 'conforming_spec',
+           'FrontDoor', 'Scorer', 'ServiceArgs', 'log_location', 'OneLineClientErrors', 'ModelService']
 
 # %% ../nbs/19_serving.ipynb #c005
 MODEL_FILE, CONTRACT_FILE = "model.pkl", "contract.yaml"
@@ -57,15 +58,39 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+#: scikit-learn's settings while scoring validated rows: they skip checks the contract and `fit` already made
+FAST_SKLEARN = {"assume_finite": True, "skip_parameter_validation": True}
+
+
+def records_frame(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    """The model's input frame, built column by column; a missing field is a missing value."""
+    return pd.DataFrame({c: [r.get(c) for r in records] for c in columns}, columns=list(columns))
+
+
+class Predictor:
+    """A model with what is constant about its answers (columns, classes, their JSON keys) computed once:
+    `predictor(records)` is the JSON-ready prediction of each record."""
+
+    def __init__(self, model: Any, contract: Contract):
+        self.model, self.columns = model, [c.name for c in contract.features]
+        self.regression = contract.task == "regression"
+        self.classes = [] if self.regression else [_plain(c) for c in model.classes_]
+        self.keys = [str(c) for c in self.classes]
+
+    def __call__(self, records: Sequence[Mapping[str, Any]]) -> list[Any]:
+        X = records_frame(records, self.columns)
+        with sklearn.config_context(**FAST_SKLEARN):
+            if self.regression:
+                return [float(v) for v in self.model.predict(X)]
+            scores = self.model.predict_proba(X)
+        classes, keys = self.classes, self.keys
+        return [{"label": classes[best], "scores": dict(zip(keys, row, strict=True))}
+                for best, row in zip(scores.argmax(axis=1).tolist(), scores.tolist(), strict=True)]
+
+
 def predict_records(model: Any, contract: Contract, records: Sequence[dict[str, Any]]) -> list[Any]:
     """Predict for a list of records, returning JSON-ready labels with scores, or values."""
-    X = pd.DataFrame.from_records(list(records), columns=[c.name for c in contract.features])
-    if contract.task == "regression":
-        return [float(v) for v in model.predict(X)]
-    scores = model.predict_proba(X)
-    classes = [_plain(c) for c in model.classes_]
-    return [{"label": classes[row.argmax()], "scores": {str(c): float(p) for c, p in zip(classes, row, strict=True)}}
-            for row in scores]
+    return Predictor(model, contract)(records)
 
 # %% ../nbs/19_serving.ipynb #c008
 def rejection(exc: ContractViolation, model_version: str) -> tuple[int, dict[str, Any]]:
@@ -74,13 +99,25 @@ def rejection(exc: ContractViolation, model_version: str) -> tuple[int, dict[str
                  "violations": [asdict(v) for v in exc.violations]}
 
 
-def check_request(records: Any, contract: Contract, record_model: Any, max_rows: int = 1000) -> list[dict[str, Any]]:
-    """The request's records, validated; ContractViolation for a bad record, an empty list or too many."""
+def records_adapter(record_model: Any) -> TypeAdapter:
+    """Validates a whole list of records in one call."""
+    return TypeAdapter(list[record_model])
+
+
+def check_request(records: Any, contract: Contract, record_model: Any, max_rows: int = 1000,
+                  adapter: TypeAdapter | None = None) -> list[dict[str, Any]]:
+    """The request's records, validated; ContractViolation for a bad record, an empty list or too many. With the
+    `records_adapter` of `record_model`, a clean request is validated in one call."""
     n = len(records) if isinstance(records, list) else 0
     if not n or n > max_rows:
         rule = "rows >= 1" if not n else f"rows <= {max_rows}"
         raise ContractViolation([Violation("*", rule, n, 1.0, kind="rows")],
                                 f"request (must hold 1 to {max_rows} records, got {n})")
+    if adapter is not None:
+        try:
+            return [r.__dict__ for r in adapter.validate_python(records)]  # flat models: their fields, as dumped
+        except ValidationError:
+            pass  # record by record below, which names every violation in the contract's words
     return parse_records(records, contract, record_model)
 
 
@@ -323,6 +360,7 @@ class Scorer:
 
     def __init__(self, model: Any, contract: Contract, version: str, max_batch_requests: int = 32):
         self.model, self.contract, self.version = model, contract, version
+        self.predict = Predictor(model, contract)
         self.max_batch_requests = max(1, max_batch_requests)
         self.batch_sizes: list[int] = []  # requests per model call (the last 1000), for tests and metrics
         self._queue: list[tuple[list[dict[str, Any]], asyncio.Future]] = []
@@ -368,7 +406,7 @@ class Scorer:
     def _score_batch(self, jobs: Sequence[list[dict[str, Any]]]) -> list[tuple[list[Any], int]]:
         """Score every request's rows in one model call and hand each request its own predictions."""
         self.batch_sizes = [*self.batch_sizes[-999:], len(jobs)]
-        preds = predict_records(self.model, self.contract, [row for job in jobs for row in job])
+        preds = self.predict([row for job in jobs for row in job])
         out, start = [], 0
         for job in jobs:
             out.append((preds[start:start + len(job)], len(jobs)))
@@ -480,6 +518,7 @@ class ModelService:
         self.champion = _load(self.bento_model)
         self.challenger = _load(self.challenger_model) if self.challenger_model else None
         self.record_model = request_model(self.champion.contract)
+        self.records_adapter = records_adapter(self.record_model)
         self.rng = random.Random()
         self.pending: set[asyncio.Task] = set()
         where = log_location(ARGS.prediction_log)
@@ -506,7 +545,8 @@ class ModelService:
     async def _answer(self, endpoint: str, records: Any, one: bool = False) -> Any:
         t0 = time.perf_counter()
         try:
-            rows = check_request(records, self.champion.contract, self.record_model, ARGS.max_batch_rows)
+            rows = check_request(records, self.champion.contract, self.record_model, ARGS.max_batch_rows,
+                                 self.records_adapter)
         except ContractViolation as exc:
             status, body = rejection(exc, self.champion.version)
             self._log(endpoint, status, self.champion.version, (time.perf_counter() - t0) * 1000, records, body)
@@ -529,7 +569,8 @@ class ModelService:
         else:
             self._log(endpoint, 200, scorer.version, (time.perf_counter() - t0) * 1000, records, body, route,
                       batched=batched)
-        return body
+        # serialized here, as BentoML would (non-finite floats as null), without its per-response schema work
+        return Response(pydantic_core.to_json(body, inf_nan_mode="null"), media_type=JSON_TYPE)
 
     @bentoml.api
     async def predict(self, records: Records) -> Answer:

@@ -178,28 +178,45 @@ def test_every_request_is_in_the_prediction_log_after_a_normal_stop(bentos, tmp_
     from ml_lifecycle.predlog import read_prediction_log
     log = tmp_path / "predictions.jsonl"
     env = {**bentos, "ML_LIFECYCLE_MONITORING__PREDICTION_LOG": str(log)}
+    from concurrent.futures import ThreadPoolExecutor
+    burst = [[{**RECORDS[0], "tenure_months": i}] * 100 for i in range(300)]  # 100-record requests, told apart
     with Server(env, [BIN / "bentoml", "serve", bentos["TEST_BENTO_V2"], "--host", "127.0.0.1"]) as server:
         for _ in range(3):
             assert server.predict(RECORDS)[0] == 200
         assert server.predict([{**RECORDS[0], "age": 130}])[0] == 422
         assert server.post("/predict_one", json.dumps({"record": RECORDS[0]}).encode())[0] == 200
-    logged = read_prediction_log(log)  # the server has stopped (SIGTERM): everything must be there
-    assert list(logged["status"]) == [200, 200, 200, 422, 200] and set(logged["model_version"]) == {"2"}
-    assert list(logged["endpoint"]) == ["predict"] * 4 + ["predict_one"]
+        with ThreadPoolExecutor(8) as pool:  # the log is written off the request path: a burst, then a stop
+            assert {status for status, _ in pool.map(server.predict, burst)} == {200}
+    # the server has stopped (SIGTERM) right after its last answer: every line must be there, each whole
+    lines = log.read_text().splitlines()
+    assert len(lines) == 5 + len(burst) and all(json.loads(line)["model_version"] == "2" for line in lines)
+    logged = read_prediction_log(log)
+    assert list(logged["status"][:5]) == [200, 200, 200, 422, 200] and set(logged["model_version"]) == {"2"}
+    assert list(logged["endpoint"]) == ["predict"] * 4 + ["predict_one"] + ["predict"] * len(burst)
     assert logged["inputs"][0] == RECORDS and len(logged["outputs"][0]) == 2 and logged["outputs"][3] is None
     assert logged["violations"][3][0]["column"] == "age" and (logged["latency_ms"] > 0).all()
+    assert sorted(row[0]["tenure_months"] for row in logged["inputs"][5:]) == list(range(len(burst)))
+    assert all(len(out) == 100 for out in logged["outputs"][5:])
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(served_v1):
+    import time
     from concurrent.futures import ThreadPoolExecutor
+
+    from ml_lifecycle.predlog import read_prediction_log
+    log = served_v1.env["ML_LIFECYCLE_MONITORING__PREDICTION_LOG"]
+    before = len(read_prediction_log(log))
     requests = [[RECORDS[i % 2]] * (1 + i % 3) for i in range(48)]
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(served_v1.predict, requests))
     assert all(status == 200 for status, _ in answers)
     for records, (_, body) in zip(requests, answers, strict=True):
         assert [p["label"] for p in body["predictions"]] == [[0, 1][RECORDS.index(r)] for r in records]
-    from ml_lifecycle.predlog import read_prediction_log
-    logged = read_prediction_log(served_v1.env["ML_LIFECYCLE_MONITORING__PREDICTION_LOG"]).tail(48)
+    deadline = time.monotonic() + 30  # the log's writer thread appends the lines just after the answers
+    while len(logged := read_prediction_log(log)) < before + 48 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    logged = logged.tail(48)
+    assert len(logged) == 48 and logged["inputs"].map(len).sum() == sum(map(len, requests))
     assert logged["batched"].max() > 1, logged["batched"].tolist()  # requests shared model calls
 
 
