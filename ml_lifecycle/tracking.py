@@ -85,7 +85,14 @@ def experiment_id(settings: Settings) -> str:
         return exp.experiment_id
     uri = settings.tracking_uri
     location = settings.path(settings.tracking.artifacts).resolve().as_uri() if uri.startswith("sqlite:") else None
-    return c.create_experiment(settings.tracking.experiment, artifact_location=location)
+    from mlflow.exceptions import MlflowException
+    try:
+        return c.create_experiment(settings.tracking.experiment, artifact_location=location)
+    except MlflowException as exc:  # another process (a teammate's clone) created it first: use that one
+        exp = c.get_experiment_by_name(settings.tracking.experiment)
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS" or exp is None:
+            raise
+        return exp.experiment_id
 
 
 def run_client(run_id: str, settings: Settings | None = None) -> MlflowClient:

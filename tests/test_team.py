@@ -16,12 +16,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import BENTOML_HOME, CLI, Server, cli, copy_demo_project, free_port
+from conftest import BENTOML_HOME, CLI, Server, cli, copy_demo_project, free_port, wait_for_http
 
 from ml_lifecycle.data import make_demo_data
 
@@ -109,16 +108,7 @@ def mlflow_server(backend: str, artifacts: Path):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180  # the first start creates the schema in PostgreSQL
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        wait_for_http(f"{url}/health", proc, timeout=180)  # the first start creates the schema in PostgreSQL
         yield url
     finally:
         _stop(proc)
