@@ -141,8 +141,7 @@ def cmd_contract_check(args: argparse.Namespace) -> int:
         settings = load_settings(Path(args.project) / "settings.ini")
         path = settings.path(settings.data.contract)
     contract = load_contract(path)
-    report = validate(read_table(args.data, na_values={c.name: c.na_values for c in contract.columns if c.na_values}),
-                      contract)
+    report = validate(read_table(args.data, na_values=contract.na_values), contract)
     _say(f"{args.data}: " + report.to_text())
     if not report.ok:
         print(f"error: {args.data} breaks contract {contract.name} v{contract.version} ({path}): "

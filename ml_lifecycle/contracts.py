@@ -101,6 +101,11 @@ class Contract(Displayable):
         return [c.name for c in self.columns]
 
     @property
+    def na_values(self) -> dict[str, tuple[str, ...]]:
+        """Each column's tokens for "missing" (only columns that declare some), as `data.read_table` takes them."""
+        return {c.name: c.na_values for c in self.columns if c.na_values}
+
+    @property
     def features(self) -> list[ColumnSpec]:
         """The columns a model may learn from: everything but target, key and time."""
         return [c for c in self.columns if c.name not in {self.target, self.key, self.time}]
@@ -642,6 +647,11 @@ def rare_classes(target: pd.Series, min_rows: int = 10) -> dict[Any, int]:
     return {k: int(v) for k, v in counts.items() if v < min_rows}
 
 
+def _placeholders(s: pd.Series, tokens: Sequence[str]) -> pd.Series:
+    """Where column `s` holds one of its `na_values` tokens."""
+    return s.astype(str).isin(tokens) & s.notna()
+
+
 def _rows_text(mask: pd.Series, shown: int = 5) -> str:
     rows = np.flatnonzero(mask.to_numpy())
     return ", ".join(map(str, rows[:shown])) + (", ..." if len(rows) > shown else "")
@@ -653,7 +663,7 @@ def draft_findings(df: pd.DataFrame, contract: Contract, rare_rows: int = 10) ->
     out = []
     for c in contract.columns:
         if c.na_values and c.name in df:
-            hit = df[c.name].astype(str).isin(c.na_values) & df[c.name].notna()
+            hit = _placeholders(df[c.name], c.na_values)
             counts = df.loc[hit, c.name].astype(str).value_counts()
             shown = ", ".join(f"{k!r} x{v}" for k, v in counts.items())
             out.append(f"column '{c.name}': {int(hit.sum())} of {len(df)} values are not numbers ({shown}; rows "
@@ -690,7 +700,7 @@ def prepare(df: pd.DataFrame, contract: Contract, drop_unlabelled: bool = False)
     for c in contract.columns:
         if not c.na_values or c.name not in df:
             continue
-        hit = df[c.name].astype(str).isin(c.na_values) & df[c.name].notna()
+        hit = _placeholders(df[c.name], c.na_values)
         if hit.any():
             notes.append(f"column '{c.name}': {int(hit.sum())} value(s) {sorted(set(df.loc[hit, c.name]))} read as "
                          "missing (na_values)")

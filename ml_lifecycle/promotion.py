@@ -208,7 +208,7 @@ def read_project_table(settings: Settings, contract: Contract) -> tuple[pd.DataF
     line for each thing done to it."""
     d = settings.data
     df = read_table(settings.path(d.path), sep=_SEPARATOR_NAMES.get(d.sep, d.sep) or None, decimal=d.decimal or None,
-                    na_values={c.name: c.na_values for c in contract.columns if c.na_values})
+                    na_values=contract.na_values)
     return prepare(df, contract, d.drop_unlabelled)
 
 
